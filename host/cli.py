@@ -1,0 +1,323 @@
+"""The ``ocee`` command: one entry point, a subcommand per job.
+
+Exit status: 0 success, 1 a failure while running (a check that did not hold), 2 bad usage or
+bad input (argparse's convention; a malformed command line names its line and field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import IO, Any
+
+from ocee.hw.matching.config import MatchingConfig
+from ocee.hw.matching.model import MatchingModel
+from ocee.hw.protocol import Command
+
+from .flowgen import FlowParams, generate_flow
+from .jsonl import CommandSyntaxError, command_to_json, format_event, read_commands
+from .progress import Progress
+from .replay import BACKENDS, ReplaySummary, replay
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input or arguments: reported on one line, exit status 2."""
+
+
+# -- Shared options -------------------------------------------------------------------------------
+
+
+def _add_capacity(parser: argparse.ArgumentParser, markets: bool = True) -> None:
+    d = MatchingConfig()
+    group = parser.add_argument_group("device capacity")
+    if markets:
+        group.add_argument("--markets", type=int, default=d.markets, metavar="N",
+                           help=f"order books on the device (default {d.markets})")
+    group.add_argument("--levels", type=int, default=d.levels, metavar="N",
+                       help=f"price levels per side, a power of two (default {d.levels})")
+    group.add_argument("--orders", type=int, default=d.orders, metavar="N",
+                       help=f"resting orders, a power of two (default {d.orders})")
+    group.add_argument("--ids", type=int, default=d.ids, metavar="N",
+                       help=f"order ids are 0 .. N-1, a power of two (default {d.ids})")
+
+
+def _config(args: argparse.Namespace, markets: int | None = None) -> MatchingConfig:
+    try:
+        return MatchingConfig(markets=markets if markets is not None else args.markets,
+                              levels=args.levels, orders=args.orders, ids=args.ids)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _flow(args: argparse.Namespace, config: MatchingConfig) -> FlowParams:
+    try:
+        return FlowParams(commands=args.commands, seed=args.seed, markets=args.flow_markets,
+                          batch_every=args.batch_every, config=config)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _add_flow(parser: argparse.ArgumentParser, commands: int) -> None:
+    group = parser.add_argument_group("generated flow")
+    group.add_argument("--commands", type=int, default=commands, metavar="N",
+                       help=f"commands to generate (default {commands:,})")
+    group.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    group.add_argument("--flow-markets", type=int, default=4, metavar="M",
+                       help="markets the flow trades on (default 4)")
+    group.add_argument("--batch-every", type=int, default=1000, metavar="N",
+                       help="close a batch after N commands (default 1000)")
+
+
+@contextlib.contextmanager
+def _open_in(path: str) -> Iterator[IO[str]]:
+    if path == "-":
+        yield sys.stdin
+    else:
+        try:
+            with open(path, encoding="utf-8") as f:
+                yield f
+        except OSError as e:
+            raise UsageError(f"cannot read {path}: {e.strerror}") from None
+
+
+@contextlib.contextmanager
+def _open_out(path: str | None) -> Iterator[IO[str]]:
+    if path is None or path == "-":
+        yield sys.stdout
+    else:
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                yield f
+        except OSError as e:
+            raise UsageError(f"cannot write {path}: {e.strerror}") from None
+
+
+# -- Subcommands ----------------------------------------------------------------------------------
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    config = _config(args)
+    backend = BACKENDS[args.backend](config)
+    summary = ReplaySummary() if args.summary else None
+    try:
+        with _open_in(args.file) as src, _open_out(args.output) as out:
+            write = out.write
+            for events in replay(read_commands(src), backend, summary=summary):
+                for ev in events:
+                    write(format_event(ev) + "\n")
+    except CommandSyntaxError as e:
+        raise UsageError(f"{args.file}: {e}") from None
+    finally:
+        backend.close()
+    if summary is not None:
+        print(summary.render(args.backend), file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_gen(args: argparse.Namespace) -> int:
+    config = _config(args, markets=max(args.flow_markets, MatchingConfig().markets))
+    params = _flow(args, config)
+    with _open_out(args.output) as out:
+        for command in generate_flow(params):
+            out.write(json.dumps(command_to_json(command), separators=(",", ":")) + "\n")
+    return EXIT_OK
+
+
+def _generate(params: FlowParams, quiet: bool) -> list[Command]:
+    progress = Progress(params.commands, "generating", enabled=not quiet)
+    commands = []
+    for n, command in enumerate(generate_flow(params), start=1):
+        commands.append(command)
+        if not n % 4096:
+            progress.update(n)
+    progress.update(len(commands))
+    progress.finish()
+    return commands
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    config = _config(args)
+    params = _flow(args, config)
+    print(f"ocee demo: {params.commands:,} generated commands on {params.markets} markets "
+          f"(seed {params.seed}) through the reference model", file=sys.stderr)
+    commands = _generate(params, args.quiet)
+    backend = BACKENDS["model"](config)
+    summary = ReplaySummary()
+    progress = Progress(len(commands), "replaying ", enabled=not args.quiet)
+    for n, _ in enumerate(replay(commands, backend, summary=summary), start=1):
+        if not n % 4096:
+            progress.update(n)
+    progress.update(len(commands))
+    progress.finish()
+    print(summary.render("model (reference, in process)"))
+    return EXIT_OK
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()} "
+            f"({platform.python_implementation()}), {platform.system()} {platform.machine()}")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    config = _config(args)
+    params = _flow(args, config)
+    print(f"machine: {_machine()}", file=sys.stderr)
+    commands = _generate(params, args.quiet)
+    rows: list[tuple[str, float, int]] = []
+    for label, hashing in (("matching only", False), ("matching + event hashing", True)):
+        best = float("inf")
+        events = 0
+        for _ in range(args.repeat):
+            model = MatchingModel(config, hash_events=hashing)
+            execute = model.execute
+            events = 0
+            start = time.perf_counter()
+            for command in commands:
+                events += len(execute(command))
+            best = min(best, time.perf_counter() - start)
+        rows.append((label, best, events))
+        print(f"{label}: {len(commands) / best:,.0f} commands/s", file=sys.stderr)
+    print(f"reference model, {len(commands):,} generated commands (seed {params.seed}, "
+          f"{params.markets} markets), best of {args.repeat}")
+    print(f"machine: {_machine()}\n")
+    print("| mode | seconds | commands/s | events/s |")
+    print("|---|---:|---:|---:|")
+    for label, seconds, events in rows:
+        print(f"| {label} | {seconds:.2f} | {len(commands) / seconds:,.0f} | "
+              f"{events / seconds:,.0f} |")
+    return EXIT_OK
+
+
+def cmd_vectors(args: argparse.Namespace) -> int:
+    from .vectors import render_vectors  # builds a few thousand hashes: only when asked
+
+    text = render_vectors()
+    if args.check:
+        try:
+            with open(args.output, encoding="utf-8") as f:
+                committed = f.read()
+        except OSError as e:
+            raise UsageError(f"cannot read {args.output}: {e.strerror}") from None
+        if committed != text:
+            print(f"ocee vectors: {args.output} differs from what the model generates now; "
+                  f"run `ocee vectors` to rewrite it", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"{args.output} is up to date", file=sys.stderr)
+        return EXIT_OK
+    directory = os.path.dirname(args.output)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    with _open_out(args.output) as out:
+        out.write(text)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- Parser ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ocee",
+        description="ocee: FPGA-offloaded order matching, with a Python host and Ethereum "
+                    "settlement. Commands and events are JSON Lines (docs/protocol.md).")
+    parser.add_argument("--version", action="version", version="ocee 0.1.0")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("replay", help="run a command file through a backend, print its events",
+                       description="Read commands as JSON Lines from FILE (- for stdin) and write "
+                                   "the device's events as JSON Lines.")
+    p.add_argument("file", metavar="FILE", help="commands, one JSON object per line; - for stdin")
+    p.add_argument("--backend", choices=sorted(BACKENDS), default="model",
+                   help="what executes the commands (default model)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write events here (default stdout)")
+    p.add_argument("--summary", action="store_true", help="print a summary on stderr at the end")
+    _add_capacity(p)
+    p.set_defaults(run=cmd_replay)
+
+    p = sub.add_parser("gen", help="generate a realistic order flow as JSON Lines",
+                       description="Market makers quoting around a drifting mid, takers crossing "
+                                   "with limit, market, IOC and FOK orders, cancels, modifies, "
+                                   "post-only and self-trade cases, and a few rejected commands.")
+    p.add_argument("--markets", dest="flow_markets", type=int, default=1, metavar="M",
+                   help="markets the flow trades on (default 1)")
+    p.add_argument("--commands", type=int, required=True, metavar="N", help="how many commands")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument("--batch-every", type=int, default=1000, metavar="N",
+                   help="close a batch after N commands (default 1000)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
+    _add_capacity(p, markets=False)
+    p.set_defaults(run=cmd_gen)
+
+    p = sub.add_parser("demo", help="the main job: a generated flow through the device, summarised",
+                       description="Generate a realistic flow and replay it through the "
+                                   "reference model, with progress and a summary.")
+    _add_flow(p, commands=100_000)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    _add_capacity(p)
+    p.set_defaults(run=cmd_demo)
+
+    p = sub.add_parser("bench", help="measure the reference model's commands/s",
+                       description="Time the reference model on a generated flow, matching "
+                                   "alone and with every event hashed. Prints a Markdown table "
+                                   "for docs/benchmarks.md.")
+    p.add_argument("target", choices=["model"], help="what to measure")
+    _add_flow(p, commands=1_000_000)
+    p.add_argument("--repeat", type=int, default=1, metavar="N", help="best of N runs (default 1)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    _add_capacity(p)
+    p.set_defaults(run=cmd_bench)
+
+    p = sub.add_parser("vectors", help="write (or check) the shared test vectors",
+                       description="Generate the commands -> events -> leaves -> roots test "
+                                   "vectors that the gateware, host and contracts are checked "
+                                   "against.")
+    p.add_argument("-o", "--output", default="tests/vectors/batches.json", metavar="FILE",
+                   help="the vectors file (default tests/vectors/batches.json)")
+    p.add_argument("--check", action="store_true",
+                   help="compare with the file instead of writing it; exit 1 if it differs")
+    p.set_defaults(run=cmd_vectors)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.run(args)
+        return status
+    except UsageError as e:
+        print(f"ocee {args.command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`ocee replay ... | head`): not an error of ours.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps interpreter exit quiet
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print(f"ocee {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _entry() -> Any:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    _entry()

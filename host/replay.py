@@ -1,0 +1,119 @@
+"""Driving commands through a backend and summarising what came back.
+
+A backend executes commands and returns the device's events. Today there is one, the reference
+model; the RTL under Verilator and the link transports (issues 3 to 5) arrive behind the same
+interface, so everything above it (the CLI, the demo, the checks) stays as it is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ocee.hw.matching.config import MatchingConfig
+from ocee.hw.matching.model import MatchingModel
+from ocee.hw.protocol import BatchClosed, Canceled, Command, Event, Fill, Rejected
+
+from .jsonl import EVENT_NAMES, OP_NAMES
+
+__all__ = ["BACKENDS", "Backend", "ModelBackend", "ReplaySummary", "replay"]
+
+
+class Backend(Protocol):
+    """Something that executes commands the way the matching device does."""
+
+    def execute(self, command: Command) -> list[Event]: ...
+
+    def close(self) -> None: ...
+
+
+class ModelBackend:
+    """The reference model, in process."""
+
+    def __init__(self, config: MatchingConfig) -> None:
+        self.model = MatchingModel(config)
+
+    def execute(self, command: Command) -> list[Event]:
+        return self.model.execute(command)
+
+    def close(self) -> None:
+        pass
+
+
+BACKENDS: dict[str, Callable[[MatchingConfig], Backend]] = {"model": ModelBackend}
+
+
+@dataclass
+class ReplaySummary:
+    commands: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+    cancels: Counter[str] = field(default_factory=Counter)
+    rejects: Counter[str] = field(default_factory=Counter)
+    fill_qty: int = 0
+    batches: list[BatchClosed] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, command: Command, events: Iterable[Event]) -> None:
+        self.commands[OP_NAMES[type(command)]] += 1
+        for ev in events:
+            self.events[EVENT_NAMES[type(ev)]] += 1
+            if isinstance(ev, Fill):
+                self.fill_qty += ev.qty
+            elif isinstance(ev, Canceled):
+                self.cancels[ev.reason.name.lower()] += 1
+            elif isinstance(ev, Rejected):
+                self.rejects[ev.reason.name.lower()] += 1
+            elif isinstance(ev, BatchClosed):
+                self.batches.append(ev)
+
+    @property
+    def command_count(self) -> int:
+        return sum(self.commands.values())
+
+    @property
+    def event_count(self) -> int:
+        return sum(self.events.values())
+
+    def render(self, backend: str, batch_lines: int = 5) -> str:
+        rate = self.command_count / self.seconds if self.seconds > 0 else 0.0
+
+        def counts(c: Counter[str]) -> str:
+            return ", ".join(f"{k} {v:,}" for k, v in c.most_common()) or "none"
+
+        lines = [
+            f"backend        {backend}",
+            f"commands       {self.command_count:,} ({counts(self.commands)})",
+            f"events         {self.event_count:,} ({counts(self.events)})",
+            f"fills          {self.events['fill']:,}, volume {self.fill_qty:,}",
+            f"cancels        {counts(self.cancels)}",
+            f"rejects        {counts(self.rejects)}",
+            f"batches        {len(self.batches):,}",
+        ]
+        shown = self.batches[-batch_lines:]
+        if len(self.batches) > len(shown):
+            lines.append(f"  ... {len(self.batches) - len(shown):,} earlier batches")
+        lines += [f"  batch {b.batch:>6} {b.count:>7,} events root "
+                  f"0x{b.root.to_bytes(32, 'big').hex()}" for b in shown]
+        lines.append(f"time           {self.seconds:.2f} s, {rate:,.0f} commands/s")
+        return "\n".join(lines)
+
+
+def replay(commands: Iterable[Command], backend: Backend,
+           on_events: Callable[[Command, list[Event]], None] | None = None,
+           summary: ReplaySummary | None = None) -> Iterator[list[Event]]:
+    """Execute ``commands`` in order, yielding each command's events."""
+    start = time.perf_counter()
+    try:
+        for command in commands:
+            events = backend.execute(command)
+            if summary is not None:
+                summary.add(command, events)
+            if on_events is not None:
+                on_events(command, events)
+            yield events
+    finally:
+        if summary is not None:
+            summary.seconds += time.perf_counter() - start

@@ -1,0 +1,120 @@
+"""The ``ocee`` command as a user runs it: output, exit statuses, error messages."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ocee.host.cli import main
+from ocee.host.flowgen import FlowParams, generate_flow
+from ocee.host.jsonl import command_to_json, event_to_json
+from ocee.hw.matching.model import MatchingModel
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _write_flow(path: Path, commands: int, seed: int = 3) -> list:
+    flow = list(generate_flow(FlowParams(commands=commands, seed=seed, markets=2)))
+    path.write_text("".join(json.dumps(command_to_json(c)) + "\n" for c in flow))
+    return flow
+
+
+def test_replay_prints_the_models_events(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = _write_flow(tmp_path / "flow.jsonl", 2_000)
+    assert main(["replay", str(tmp_path / "flow.jsonl")]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    model = MatchingModel()
+    assert out == [event_to_json(e) for c in flow for e in model.execute(c)]
+    assert out[-1]["ev"] == "batch" and out[-1]["root"].startswith("0x")
+
+
+def test_replay_from_stdin_with_summary(monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    lines = ['{"op":"new","market":0,"id":1,"side":"sell","price":10,"qty":4}',
+             '{"op":"new","market":0,"id":2,"account":1,"side":"buy","price":10,"qty":3}',
+             '{"op":"close_batch"}']
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert main(["replay", "--summary", "-"]) == 0
+    captured = capsys.readouterr()
+    events = [json.loads(line) for line in captured.out.splitlines()]
+    fill = events[2]
+    assert {k: fill[k] for k in ("ev", "market", "maker", "taker", "price", "qty")} == {
+        "ev": "fill", "market": 0, "maker": 1, "taker": 2, "price": 10, "qty": 3}
+    assert events[-1]["count"] == 3
+    assert "fills          1, volume 3" in captured.err
+
+
+def test_malformed_line_stops_with_line_and_field(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"op":"new","market":0,"id":1,"side":"sell","price":10,"qty":4}\n'
+                   '{"op":"query","market":0}\n'
+                   '{"op":"new","market":0,"id":2,"side":"buy","price":10,"qty":"3"}\n'
+                   '{"op":"close_batch"}\n')
+    assert main(["replay", str(src)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (f"ocee replay: {src}: line 3, field 'qty': expected an "
+                                    f"integer, got \"3\"")
+    assert [json.loads(x)["ev"] for x in captured.out.splitlines()] == ["accepted", "book"]
+
+
+def test_capacity_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "f.jsonl"
+    src.write_text('{"op":"new","market":0,"id":40,"side":"sell","price":10,"qty":4}\n')
+    assert main(["replay", "--orders", "16", "--ids", "32", str(src)]) == 0
+    assert json.loads(capsys.readouterr().out)["reason"] == "malformed"
+    assert main(["replay", "--levels", "1000", str(src)]) == 2
+    assert "levels must be a power of two, not 1000" in capsys.readouterr().err
+    assert main(["replay", str(tmp_path / "missing.jsonl")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_gen_is_deterministic(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["gen", "--commands", "500", "--seed", "9", "--markets", "2"]) == 0
+    first = capsys.readouterr().out
+    assert main(["gen", "--commands", "500", "--seed", "9", "--markets", "2"]) == 0
+    assert capsys.readouterr().out == first
+    lines = first.splitlines()
+    assert len(lines) == 500 and json.loads(lines[-1]) == {"op": "close_batch"}
+    assert main(["gen", "--commands", "10", "--markets", "0"]) == 2
+    assert "markets must be between 1" in capsys.readouterr().err
+
+
+def test_demo_summarises(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--commands", "3000", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "commands       3,000" in out and "batches        3" in out and "commands/s" in out
+
+
+def test_bench_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "model", "--commands", "2000", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "| matching only |" in out and "| matching + event hashing |" in out
+
+
+def test_vectors_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    committed = ROOT / "tests/vectors/batches.json"
+    assert main(["vectors", "--check", "-o", str(committed)]) == 0
+    stale = tmp_path / "stale.json"
+    stale.write_text(committed.read_text().replace('"count": 15', '"count": 14', 1))
+    assert main(["vectors", "--check", "-o", str(stale)]) == 1
+    assert "differs" in capsys.readouterr().err
+    fresh = tmp_path / "sub" / "v.json"
+    assert main(["vectors", "-o", str(fresh)]) == 0
+    assert fresh.read_text() == committed.read_text()
+
+
+def test_console_script_help() -> None:
+    exe = shutil.which("ocee", path=str(Path(sys.executable).parent))
+    assert exe is not None, "the ocee console script is not installed"
+    result = subprocess.run([exe, "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0
+    for sub in ("replay", "gen", "demo", "bench", "vectors"):
+        assert sub in result.stdout
+    result = subprocess.run([exe, "replay"], capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and "FILE" in result.stderr
