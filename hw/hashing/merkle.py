@@ -14,7 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from eth_hash.auto import keccak as _keccak
+from eth_hash.backends.pysha3 import PySha3Backend
+from eth_hash.main import Keccak256
+
+# eth_hash with its pysha3 backend: the fastest keccak on PyPI here. The tests check it against
+# the pure-Python golden model and against pycryptodome.
+_keccak = Keccak256(PySha3Backend())
 
 __all__ = ["EMPTY_ROOT", "MerkleAccumulator", "hash_pair", "keccak256", "merkle_proof",
            "merkle_root", "verify_proof"]
@@ -23,7 +28,7 @@ EMPTY_ROOT = bytes(32)
 
 
 def keccak256(data: bytes) -> bytes:
-    """Ethereum's keccak256 (eth_hash with its pycryptodome backend)."""
+    """Ethereum's keccak256."""
     digest: bytes = _keccak(data)
     return digest
 
