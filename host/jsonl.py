@@ -171,8 +171,8 @@ def _event_converters(cls: type[Any]) -> list[tuple[str, str]]:
     for f in EVENT_CODEC.fields(cls)[1:]:
         if f.enum is not None:
             conv.append((f.name, "enum"))
-        elif f.name == "root":
-            conv.append((f.name, "root"))
+        elif f.is_bytes:
+            conv.append((f.name, "bytes"))
         elif cls.KIND.name == "REJECTED" and f.name == "op":
             conv.append((f.name, "op"))
         else:
@@ -190,8 +190,8 @@ def event_to_json(event: Event) -> dict[str, Any]:
         value = getattr(event, name)
         if kind == "enum":
             value = value.name.lower()
-        elif kind == "root":
-            value = "0x" + value.to_bytes(32, "big").hex()
+        elif kind == "bytes":
+            value = "0x" + value.hex()
         elif kind == "op":
             value = _OPCODE_NAMES.get(value, value)
         out[name] = value
@@ -215,8 +215,8 @@ def parse_event(obj: Mapping[str, Any]) -> Event:
         v = obj[f.name]
         if f.enum is not None:
             v = f.enum[v.upper()].value
-        elif f.name == "root":
-            v = int(v, 16)
+        elif f.is_bytes:
+            v = int.from_bytes(bytes.fromhex(v.removeprefix("0x")), "little")
         elif f.name == "op" and isinstance(v, str):
             v = next(code for code, name in _OPCODE_NAMES.items() if name == v)
         values[f.name] = int(v)

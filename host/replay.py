@@ -96,7 +96,7 @@ class ReplaySummary:
         if len(self.batches) > len(shown):
             lines.append(f"  ... {len(self.batches) - len(shown):,} earlier batches")
         lines += [f"  batch {b.batch:>6} {b.count:>7,} events root "
-                  f"0x{b.root.to_bytes(32, 'big').hex()}" for b in shown]
+                  f"0x{b.root.hex()}" for b in shown]
         lines.append(f"time           {self.seconds:.2f} s, {rate:,.0f} commands/s")
         return "\n".join(lines)
 

@@ -8,8 +8,10 @@ offset and width from the same layouts, so there is no second, hand-written stru
 
 On the wire a record is the little-endian serialisation of its layout (bit 0 of the layout is bit
 0 of byte 0), truncated after the body member its tag selects: short commands such as a cancel
-take 6 bytes, a new order 19. The tag is always byte 0, so a reader knows a record's length from
-its first byte. ``docs/protocol.md`` documents every field.
+take 6 bytes, a new order 19. The tag is always byte 0, so a reader knows the length of a record
+with a valid tag from its first byte (the link's framing delimits records, valid or not). Bits
+that no field of the selected member covers are reserved: sent as zero, ignored on receipt.
+``docs/protocol.md`` documents every field.
 
 The Python classes below (:class:`NewOrder`, :class:`Fill`, ...) are typed views of the same
 records for host code and the reference model; :class:`RecordCodec` checks at import time that
@@ -255,16 +257,16 @@ EVENT_BODY = data.UnionLayout({
     }),
     "book": data.StructLayout({
         "rank":      8,    # 0 is the best level of each side
-        "last":      1,    # 1 on the final event of a query
         "bid_price": 32,
-        "bid_qty":   32,   # 0: no bid level at this rank (bid_price is then 0)
+        "bid_qty":   64,   # a level's total can pass 2**32 - 1; 0: no bid level at this rank
         "ask_price": 32,
-        "ask_qty":   32,   # 0: no ask level at this rank (ask_price is then 0)
+        "ask_qty":   64,   # 0: no ask level at this rank (prices are 0 where a side has none)
+        "last":      1,    # 1 on the final event of a query
     }),
     "batch_closed": data.StructLayout({
         "batch":     32,   # batch number, from 0 after reset
         "count":     32,   # how many events (leaves) the batch holds
-        "root":      256,  # Merkle root of the leaves, see docs/merkle.md
+        "root":      256,  # Merkle root of the leaves (docs/merkle.md); byte k is digest byte k
     }),
 })
 
@@ -443,11 +445,11 @@ class Book:
     market: int
     seq: int
     rank: int
-    last: bool
     bid_price: int
     bid_qty: int
     ask_price: int
     ask_qty: int
+    last: bool
 
 
 @dataclass(slots=True)
@@ -457,7 +459,7 @@ class BatchClosed:
     seq: int
     batch: int
     count: int
-    root: int  # the 32-byte root as a big-endian integer (root.to_bytes(32, "big"))
+    root: bytes  # the 32-byte root, as Solidity's bytes32
 
 
 Event = Accepted | Fill | Canceled | Rejected | Modified | WindowSet | MassCanceled | Book | BatchClosed
@@ -484,6 +486,7 @@ class WireField:
     width: int
     enum: type[py_enum.Enum] | None  # the field's enumeration, if it has one
     is_flag: bool  # a one-bit field carried as a Python bool
+    is_bytes: bool = False  # a byte string: its byte k is bits 8k .. 8k+7 of the field
 
     @property
     def byte_width(self) -> int:
@@ -540,7 +543,9 @@ class RecordCodec(Generic[R]):
                 raise TypeError(f"{cls.__name__} declares fields {declared}, but the wire record "
                                 f"for {tag_value!r} has {names}")
             flags = {f.name for f in record_fields if f.type in (bool, "bool")}
-            fields = [dataclasses.replace(f, is_flag=f.name in flags) for f in fields]
+            strings = {f.name for f in record_fields if f.type in (bytes, "bytes")}
+            fields = [dataclasses.replace(f, is_flag=f.name in flags, is_bytes=f.name in strings)
+                      for f in fields]
             size_bits = body_field.offset + member.width
             table = _KindTable(cls, tag_value.value, tuple(fields), (size_bits + 7) // 8)
             self._tables[tag_value.value] = table
@@ -593,6 +598,11 @@ class RecordCodec(Generic[R]):
                     raise ProtocolError(f"{type(record).__name__}.{f.name} must be a "
                                         f"{f.enum.__name__}, not {v!r}")
                 v = v.value
+            elif f.is_bytes:
+                if not isinstance(v, bytes) or len(v) * 8 != f.width:
+                    raise ProtocolError(f"{type(record).__name__}.{f.name} must be "
+                                        f"{f.width // 8} bytes, not {v!r}")
+                v = int.from_bytes(v, "little")
             else:
                 v = int(v)
                 if not 0 <= v < (1 << f.width):
@@ -638,6 +648,8 @@ class RecordCodec(Generic[R]):
                                         f"{f.enum.__name__}") from None
             elif f.is_flag:
                 kwargs[f.name] = bool(v)
+            elif f.is_bytes:
+                kwargs[f.name] = v.to_bytes(f.width // 8, "little")
             else:
                 kwargs[f.name] = v
         record: R = cls(**kwargs)

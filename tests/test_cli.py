@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from ocee.host.cli import main
 from ocee.host.flowgen import FlowParams, generate_flow
 from ocee.host.jsonl import command_to_json, event_to_json

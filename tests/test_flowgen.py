@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+
 from ocee.host.flowgen import FlowParams, generate_flow
 from ocee.hw.matching.config import MatchingConfig
 from ocee.hw.matching.model import MatchingModel

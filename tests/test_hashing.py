@@ -9,6 +9,7 @@ from Crypto.Hash import keccak as crypto_keccak
 from eth_abi.packed import encode_packed
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from ocee.hw.hashing.keccak import keccak256_reference, keccak_f1600, keccak_round
 from ocee.hw.hashing.leaf import event_leaf, leaf_preimage
 from ocee.hw.hashing.merkle import (
@@ -161,4 +162,4 @@ def test_leaf_preimages_are_never_inner_node_sized() -> None:
 
 def test_batch_events_are_not_leaves() -> None:
     with pytest.raises(ValueError, match="BatchClosed event is not a leaf"):
-        leaf_preimage(BatchClosed(market=0, seq=0, batch=0, count=0, root=0))
+        leaf_preimage(BatchClosed(market=0, seq=0, batch=0, count=0, root=bytes(32)))

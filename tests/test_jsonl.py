@@ -6,6 +6,7 @@ import io
 import json
 
 import pytest
+
 from ocee.host.flowgen import FlowParams, generate_flow
 from ocee.host.jsonl import (
     CommandSyntaxError,

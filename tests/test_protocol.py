@@ -9,12 +9,14 @@ from typing import Any, ClassVar
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from ocee.hw.protocol import (
     COMMAND,
     COMMAND_CODEC,
     DEVICE_INFO,
     EVENT,
     EVENT_CODEC,
+    Book,
     Cancel,
     CloseBatch,
     EventKind,
@@ -39,6 +41,8 @@ def _records(codec: RecordCodec[Any], cls: type[Any]) -> st.SearchStrategy[Any]:
             fields[f.name] = st.sampled_from(list(f.enum))
         elif f.is_flag:
             fields[f.name] = st.booleans()
+        elif f.is_bytes:
+            fields[f.name] = st.binary(min_size=f.width // 8, max_size=f.width // 8)
         else:
             fields[f.name] = st.integers(0, (1 << f.width) - 1)
     return st.builds(cls, **fields)
@@ -51,7 +55,10 @@ def _amaranth_bytes(layout: Any, tag: str, codec: RecordCodec[Any], record: Any)
     body = {}
     for f in dataclasses.fields(record):
         value = getattr(record, f.name)
-        value = int(value) if isinstance(value, bool) else value
+        if isinstance(value, bool):
+            value = int(value)
+        elif isinstance(value, bytes):
+            value = int.from_bytes(value, "little")
         (header if f.name in header_names else body)[f.name] = value
     member = header[tag].name.lower()
     bits = layout.const({"header": header, "body": {member: body}}).as_bits()
@@ -77,6 +84,7 @@ def test_wire_sizes() -> None:
     assert sizes == {"NewOrder": 19, "Cancel": 6, "Modify": 10, "MassCancelAccount": 6,
                      "MassCancelMarket": 2, "SetWindow": 6, "Query": 3, "CloseBatch": 2}
     assert EVENT_CODEC.size(Fill) == 39
+    assert EVENT_CODEC.size(Book) == 32
     assert max(EVENT_CODEC.size(c) for c in EVENT_CODEC.classes) == (EVENT.size + 7) // 8 == 46
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ocee.host.jsonl import event_to_json, parse_command, parse_event
 from ocee.host.vectors import DEFAULT_PATH, render_vectors
 from ocee.hw.hashing.keccak import keccak256_reference

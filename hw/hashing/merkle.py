@@ -81,7 +81,8 @@ class MerkleAccumulator:
     """Folds leaves into a root as they stream past, keeping one node per tree level.
 
     ``frontier[k]`` holds the root of a complete subtree of ``2**k`` leaves exactly when bit ``k``
-    of the leaf count is set, so a batch of up to ``2**depth`` leaves needs ``depth`` nodes.
+    of the leaf count is set: ``n`` leaves need ``n.bit_length()`` nodes, so 24 nodes cover any
+    batch of fewer than ``2**24`` leaves, and 25 one of exactly ``2**24``.
     """
 
     __slots__ = ("count", "frontier")

@@ -553,15 +553,15 @@ class MatchingModel:
         for rank in range(count):
             bid_price, bid_qty = bids[rank] if rank < len(bids) else (0, 0)
             ask_price, ask_qty = asks[rank] if rank < len(asks) else (0, 0)
-            self._emit(Book(c.market, 0, rank, rank == count - 1,
-                            bid_price, bid_qty, ask_price, ask_qty))
+            self._emit(Book(c.market, 0, rank, bid_price, bid_qty, ask_price, ask_qty,
+                            rank == count - 1))
         return None
 
     def _close_batch(self, c: CloseBatch) -> None:
         if self._hash_events:
-            count, root = self._batch.count, int.from_bytes(self._batch.root(), "big")
+            count, root = self._batch.count, self._batch.root()
         else:
-            count, root = self._batch_count, 0
+            count, root = self._batch_count, bytes(32)
         event = BatchClosed(0, self._seq, self._batch_number, count, root)
         self._seq = (self._seq + 1) & _U32
         self._out.append(event)  # the batch event is no leaf: it is not added to any batch
