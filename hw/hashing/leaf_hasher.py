@@ -1,0 +1,78 @@
+"""The leaf hasher: every event becomes its 32-byte leaf (spec: :mod:`ocee.hw.hashing.leaf`).
+
+The preimage of each event kind is wired up at elaboration time from the protocol's field tables
+(:data:`ocee.hw.protocol.EVENT_CODEC`): each field of the event, tag first, as a big-endian
+``uintN`` of whole bytes, which is Solidity's ``abi.encodePacked``. No logic is spent on it but a
+multiplexer by event kind; the rest is a :class:`~ocee.hw.hashing.keccak256.Keccak256`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from amaranth import Cat, Const, Module, Value
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..protocol import EVENT, EVENT_CODEC, BatchClosed
+from .keccak import RATE_BYTES
+from .keccak256 import Keccak256
+
+__all__ = ["LeafHasher", "leaf_preimage_bits"]
+
+
+def leaf_preimage_bits(bits: Value, cls: type[Any]) -> tuple[Value, int]:
+    """The preimage of an event of class ``cls`` held in ``bits`` (the EVENT layout), and its
+    length in bytes. Byte k of the preimage is at bits 8k .. 8k+7 of the result."""
+    out: list[Value] = []
+    for f in EVENT_CODEC.fields(cls):
+        value = bits[f.offset: f.offset + f.width]
+        nbytes = f.byte_width
+        wide = Cat(value, Const(0, 8 * nbytes - f.width)) if 8 * nbytes > f.width else value
+        out += [wide[8 * (nbytes - 1 - j): 8 * (nbytes - j)] for j in range(nbytes)]
+    return Cat(*out), len(out)
+
+
+class LeafHasher(wiring.Component):
+    """Hashes each event into its leaf.
+
+    Members
+    -------
+    i_event : In(stream.Signature(EVENT))
+        Events to hash. A ``batch_closed`` event is no leaf: do not send one (it would be hashed
+        as an all-zero preimage of length 0).
+    o_leaf : Out(stream.Signature(256))
+        One leaf per event, in order; byte k at bits 8k .. 8k+7.
+
+    Every leaf preimage is at most 39 bytes, so each leaf is one Keccak block: the throughput is
+    the Keccak core's, one leaf per ``24 // rounds_per_cycle + 2`` clocks.
+    """
+
+    def __init__(self, rounds_per_cycle: int = 1) -> None:
+        self.keccak = Keccak256(rounds_per_cycle)
+        super().__init__({
+            "i_event": In(stream.Signature(EVENT)),
+            "o_leaf": Out(stream.Signature(256)),
+        })
+
+    def elaborate(self, platform: Any) -> Module:
+        m = Module()
+        m.submodules.keccak = keccak = self.keccak
+        event = self.i_event.payload
+        bits = event.as_value()
+        block = keccak.i_block.payload
+        with m.Switch(event.header.kind):
+            for cls in EVENT_CODEC.classes:
+                if cls is BatchClosed:
+                    continue
+                preimage, length = leaf_preimage_bits(bits, cls)
+                assert length < RATE_BYTES
+                with m.Case(cls.KIND):
+                    m.d.comb += [block.data.eq(preimage), block.length.eq(length)]
+        m.d.comb += [
+            block.last.eq(1),
+            keccak.i_block.valid.eq(self.i_event.valid),
+            self.i_event.ready.eq(keccak.i_block.ready),
+        ]
+        wiring.connect(m, keccak.o_digest, wiring.flipped(self.o_leaf))
+        return m
