@@ -10,6 +10,7 @@ from amaranth.sim import Simulator
 
 from ocee.host.flowgen import FlowParams, generate_flow
 from ocee.hw.hashing.accumulator import BatchAccumulator
+from ocee.hw.hashing.batch_hasher import BatchHasher
 from ocee.hw.hashing.leaf import event_leaf
 from ocee.hw.hashing.leaf_hasher import LeafHasher
 from ocee.hw.hashing.merkle import EMPTY_ROOT, keccak256, merkle_root
@@ -92,3 +93,42 @@ def test_accumulator_roots_for_every_tree_shape(rounds_per_cycle: int) -> None:
     sim.run()
     assert roots == [(len(b), merkle_root(b)) for b in batches]
     assert roots[0] == (0, EMPTY_ROOT)
+
+
+def test_batch_hasher_turns_unhashed_events_into_the_devices() -> None:
+    """Events of the model without hashing in, the full model's events (roots filled) out."""
+    commands = list(generate_flow(FlowParams(commands=160, seed=9, markets=2, batch_every=23)))
+    plain = MatchingModel(hash_events=False)
+    full = MatchingModel()
+    events_in = [e for c in commands for e in plain.execute(c)]
+    expected = [e for c in commands for e in full.execute(c)]
+    assert sum(isinstance(e, BatchClosed) for e in expected) == 7
+    dut = BatchHasher(rounds_per_cycle=2)
+    rng = random.Random(3)
+    got: list = []
+
+    async def producer(ctx) -> None:  # type: ignore[no-untyped-def]
+        for event in events_in:
+            while rng.random() < 0.2:
+                await ctx.tick()
+            ctx.set(dut.i_event.payload.as_value(), int.from_bytes(EVENT_CODEC.pack(event), "little"))
+            ctx.set(dut.i_event.valid, 1)
+            await ctx.tick().until(dut.i_event.ready)
+            ctx.set(dut.i_event.valid, 0)
+
+    async def consumer(ctx) -> None:  # type: ignore[no-untyped-def]
+        while len(got) < len(expected):
+            ready = rng.random() < 0.7
+            ctx.set(dut.o_event.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(dut.o_event.valid,
+                                                           dut.o_event.payload.as_value())
+            if ready and valid:
+                raw = payload.to_bytes(46, "little")
+                got.append(EVENT_CODEC.unpack(raw[:EVENT_CODEC.size_of_tag(raw[0])]))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    assert got == expected
