@@ -229,6 +229,32 @@ def cmd_vectors(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_hw_synth(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ocee.hw.synthesis import BLOCKS, SynthesisError, synthesize
+
+    try:
+        component = BLOCKS[args.block](args.rounds_per_cycle)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(f"ocee hw synth: {args.block} (rounds per cycle {args.rounds_per_cycle}) on "
+          f"LFE5U-85F speed {args.speed}, target {args.freq:g} MHz: yosys + nextpnr, this takes "
+          f"minutes", file=sys.stderr)
+    try:
+        report = synthesize(component, f"{args.block} k={args.rounds_per_cycle}",
+                            target_mhz=args.freq, speed=args.speed,
+                            workdir=Path(args.keep) if args.keep else None)
+    except SynthesisError as e:
+        print(f"ocee hw synth: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    print("| block | Fmax MHz | LUT4 | FF | DP16KD |\n|---|---:|---:|---:|---:|")
+    print(report.row())
+    verdict = "meets" if report.meets_target else "MISSES"
+    print(f"{verdict} {args.freq:g} MHz; {report.seconds:.0f} s", file=sys.stderr)
+    return EXIT_FAILURE if args.require_target and not report.meets_target else EXIT_OK
+
+
 # -- Parser ---------------------------------------------------------------------------------------
 
 
@@ -293,6 +319,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="compare with the file instead of writing it; exit 1 if it differs")
     p.set_defaults(run=cmd_vectors)
+
+    hw = sub.add_parser("hw", help="gateware tools: synthesis figures",
+                        description="Hardware tools for the gateware.")
+    hw_sub = hw.add_subparsers(dest="hw_command", required=True, metavar="HW_COMMAND")
+    p = hw_sub.add_parser("synth", help="area and Fmax of one block on an ECP5-85F",
+                          description="Out-of-context synthesis (yosys) and place and route "
+                                      "(nextpnr) of one block with the YoWASP tools; prints a "
+                                      "Markdown row for docs/.")
+    p.add_argument("block", choices=["keccak-f1600", "leaf-hasher", "batch-hasher"])
+    p.add_argument("--rounds-per-cycle", type=int, default=1, metavar="K",
+                   help="Keccak rounds per clock, a divisor of 24 (default 1)")
+    p.add_argument("--freq", type=float, default=125.0, metavar="MHZ",
+                   help="clock target (default 125)")
+    p.add_argument("--speed", type=int, choices=[6, 7, 8], default=6, help="speed grade (default 6)")
+    p.add_argument("--keep", metavar="DIR", help="keep the netlists and logs in DIR")
+    p.add_argument("--require-target", action="store_true",
+                   help="exit 1 when the block misses the clock target")
+    p.set_defaults(run=cmd_hw_synth)
     return parser
 
 

