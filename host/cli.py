@@ -204,6 +204,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench_hashing(args: argparse.Namespace) -> int:
+    from ocee.hw.hashing.bench import measure_batch_hasher
+
+    config = _config(args)
+    params = _flow(args, config)
+    model = MatchingModel(config, hash_events=False)
+    events = [e for c in generate_flow(params) for e in model.execute(c)]
+    print(f"hashing stage (BatchHasher) in Amaranth's simulator: {len(events):,} events of a "
+          f"{params.commands:,}-command flow (seed {params.seed}), input back to back, output "
+          f"always ready\n")
+    print("| rounds per cycle | events | cycles | cycles per event |\n|---:|---:|---:|---:|")
+    for k in args.rounds_per_cycle:
+        try:
+            result = measure_batch_hasher(events, k)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        print(f"| {k} | {result.events:,} | {result.cycles:,} | {result.cycles_per_event:.2f} |",
+              flush=True)
+    return EXIT_OK
+
+
 def cmd_vectors(args: argparse.Namespace) -> int:
     from .vectors import render_vectors  # builds a few thousand hashes: only when asked
 
@@ -299,16 +320,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_capacity(p)
     p.set_defaults(run=cmd_demo)
 
-    p = sub.add_parser("bench", help="measure the reference model's commands/s",
-                       description="Time the reference model on a generated flow, matching "
-                                   "alone and with every event hashed. Prints a Markdown table "
-                                   "for docs/benchmarks.md.")
-    p.add_argument("target", choices=["model"], help="what to measure")
+    bench = sub.add_parser("bench", help="measure throughput (reference model, hashing stage)",
+                           description="Benchmarks; each prints a Markdown table for docs/.")
+    bench_sub = bench.add_subparsers(dest="bench_target", required=True, metavar="TARGET")
+    p = bench_sub.add_parser("model", help="the reference model's commands/s",
+                             description="Time the reference model on a generated flow, matching "
+                                         "alone and with every event hashed.")
     _add_flow(p, commands=1_000_000)
     p.add_argument("--repeat", type=int, default=1, metavar="N", help="best of N runs (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     _add_capacity(p)
     p.set_defaults(run=cmd_bench)
+    p = bench_sub.add_parser("hashing", help="the hashing stage's cycles per event (simulated)",
+                             description="Run a generated flow's events through the hashing "
+                                         "gateware in Amaranth's simulator and count clocks.")
+    _add_flow(p, commands=300)
+    p.add_argument("--rounds-per-cycle", type=int, nargs="+", default=[1, 2, 3], metavar="K",
+                   help="Keccak unroll options to measure (default 1 2 3)")
+    _add_capacity(p)
+    p.set_defaults(run=cmd_bench_hashing)
 
     p = sub.add_parser("vectors", help="write (or check) the shared test vectors",
                        description="Generate the commands -> events -> leaves -> roots test "

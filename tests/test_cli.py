@@ -119,3 +119,18 @@ def test_console_script_help() -> None:
         assert sub in result.stdout
     result = subprocess.run([exe, "replay"], capture_output=True, text=True, check=False)
     assert result.returncode == 2 and "FILE" in result.stderr
+
+
+def test_bench_hashing_counts_clocks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "hashing", "--commands", "40", "--rounds-per-cycle", "3"]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    k, events, cycles, per_event = (c.strip().replace(",", "") for c in row.strip("|").split("|"))
+    assert int(k) == 3 and int(events) > 40
+    # Each event is at least one Keccak permutation (8 clocks at 3 rounds per clock) in line.
+    assert 8 < float(per_event) == pytest.approx(int(cycles) / int(events), abs=0.01)
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")  # the block that failed validation
+def test_hw_synth_validates_before_running_tools(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["hw", "synth", "keccak-f1600", "--rounds-per-cycle", "5"]) == 2
+    assert "rounds_per_cycle must be one of (1, 2, 3, 4, 6, 8, 12, 24)" in capsys.readouterr().err
