@@ -52,7 +52,7 @@ class BatchAccumulator(wiring.Component):
     Cost: a leaf whose arrival completes ``c`` subtrees (``c`` trailing ones in the count before
     it) takes ``c`` pair hashes; that is one hash per leaf on average, and a close takes one per
     set bit of the count but the lowest. Each pair hash is one Keccak block, ``24 //
-    rounds_per_cycle + 2`` clocks, plus 2 clocks to read the frontier.
+    rounds_per_cycle + 2`` clocks, plus 2 clocks to read the frontier and 1 to order the pair.
     """
 
     def __init__(self, rounds_per_cycle: int = 1) -> None:
@@ -76,10 +76,12 @@ class BatchAccumulator(wiring.Component):
         closing = Signal()
 
         # A pair hash: the smaller node's bytes first, then the larger's, as one 64-byte block.
+        # The 256-bit comparison is registered (state PAIR) to keep it off Keccak's input path.
         sibling = read.data
         node_first = _big_endian(node) < _big_endian(sibling)
+        pair = Signal(512)
         m.d.comb += [
-            keccak.i_block.payload.data.eq(Mux(node_first, Cat(node, sibling), Cat(sibling, node))),
+            keccak.i_block.payload.data.eq(pair),
             keccak.i_block.payload.length.eq(64),
             keccak.i_block.payload.last.eq(1),
             read.addr.eq(level),
@@ -112,7 +114,7 @@ class BatchAccumulator(wiring.Component):
                     m.d.sync += count.eq(count + 1)
                     m.next = "IDLE"
             with m.State("CARRY_READ"):  # the read port answers one clock after its address
-                m.next = "HASH"
+                m.next = "PAIR"
 
             # A close: fold the frontier from its lowest node up.
             with m.State("FOLD"):
@@ -124,11 +126,14 @@ class BatchAccumulator(wiring.Component):
                     m.d.sync += level.eq(level + 1)
             with m.State("FOLD_READ"):
                 with m.If(have_node):
-                    m.next = "HASH"
+                    m.next = "PAIR"
                 with m.Else():
                     m.d.sync += [node.eq(read.data), have_node.eq(1), level.eq(level + 1)]
                     m.next = "FOLD"
 
+            with m.State("PAIR"):
+                m.d.sync += pair.eq(Mux(node_first, Cat(node, sibling), Cat(sibling, node)))
+                m.next = "HASH"
             with m.State("HASH"):
                 m.d.comb += keccak.i_block.valid.eq(1)
                 with m.If(keccak.i_block.ready):
