@@ -8,7 +8,8 @@ one round at a time. It is slow (a few thousand hashes per second); the host has
 
 from __future__ import annotations
 
-__all__ = ["RATE_BYTES", "ROUND_CONSTANTS", "keccak256_reference", "keccak_f1600", "keccak_round"]
+__all__ = ["RATE_BYTES", "RHO_OFFSETS", "ROUND_CONSTANTS", "keccak256_reference", "keccak_f1600",
+           "keccak_round"]
 
 RATE_BYTES = 136  # 1088-bit rate of Keccak-256 (capacity 512 bits)
 
@@ -23,8 +24,8 @@ ROUND_CONSTANTS = (
     0x8000000080008081, 0x8000000000008080, 0x0000000080000001, 0x8000000080008008,
 )
 
-# Rotation offsets r[x][y] of the rho step.
-_RHO = (
+#: Rotation offsets r[x][y] of the rho step.
+RHO_OFFSETS = (
     (0, 36, 3, 41, 18),
     (1, 44, 10, 45, 2),
     (62, 6, 43, 15, 61),
@@ -45,7 +46,7 @@ def keccak_round(a: list[int], round_index: int) -> list[int]:
     b = [0] * 25
     for x in range(5):
         for y in range(5):
-            b[y + 5 * ((2 * x + 3 * y) % 5)] = _rotl(theta[x + 5 * y], _RHO[x][y])
+            b[y + 5 * ((2 * x + 3 * y) % 5)] = _rotl(theta[x + 5 * y], RHO_OFFSETS[x][y])
     out = [b[i] ^ (~b[(i % 5 + 1) % 5 + 5 * (i // 5)] & b[(i % 5 + 2) % 5 + 5 * (i // 5)])
            for i in range(25)]
     out[0] ^= ROUND_CONSTANTS[round_index]

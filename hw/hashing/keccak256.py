@@ -15,20 +15,11 @@ from amaranth import Array, Cat, Const, Module, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .keccak import RATE_BYTES, ROUND_CONSTANTS
+from .keccak import RATE_BYTES, RHO_OFFSETS, ROUND_CONSTANTS
 
 __all__ = ["BLOCK", "ROUNDS_PER_CYCLE_CHOICES", "Keccak256", "KeccakF1600", "keccak_round"]
 
 ROUNDS_PER_CYCLE_CHOICES = (1, 2, 3, 4, 6, 8, 12, 24)
-
-# Rotation offsets r[x][y] of the rho step (the golden model's table, indexed the same way).
-_RHO = (
-    (0, 36, 3, 41, 18),
-    (1, 44, 10, 45, 2),
-    (62, 6, 43, 15, 61),
-    (28, 55, 25, 21, 56),
-    (27, 20, 39, 8, 14),
-)
 
 #: One message block: ``data`` holds ``length`` valid bytes (byte k at bits 8k..8k+7); every block
 #: but the ``last`` is full (``length`` = 136). A message of 136*n bytes ends with a full last
@@ -53,7 +44,7 @@ def keccak_round(m: Module, lanes: list[Value], round_constant: Value, name: str
     b: list[Value] = [Const(0, 64)] * 25
     for x in range(5):
         for y in range(5):
-            b[y + 5 * ((2 * x + 3 * y) % 5)] = (lanes[x + 5 * y] ^ d[x]).rotate_left(_RHO[x][y])
+            b[y + 5 * ((2 * x + 3 * y) % 5)] = (lanes[x + 5 * y] ^ d[x]).rotate_left(RHO_OFFSETS[x][y])
     out = [Signal(64, name=f"{name}_a{i}") for i in range(25)]
     for i in range(25):
         row = 5 * (i // 5)

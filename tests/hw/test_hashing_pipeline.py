@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from amaranth.sim import Simulator
+from streams import receive, send  # tests/hw/streams.py
 
 from ocee.host.flowgen import FlowParams, generate_flow
 from ocee.hw.hashing.accumulator import BatchAccumulator
@@ -15,7 +17,17 @@ from ocee.hw.hashing.leaf import event_leaf
 from ocee.hw.hashing.leaf_hasher import LeafHasher
 from ocee.hw.hashing.merkle import EMPTY_ROOT, keccak256, merkle_root
 from ocee.hw.matching.model import MatchingModel
-from ocee.hw.protocol import EVENT_CODEC, BatchClosed
+from ocee.hw.protocol import EVENT, EVENT_CODEC, BatchClosed
+
+
+def _raw(event: Any) -> int:
+    """An event as the integer of its EVENT layout bits."""
+    return int.from_bytes(EVENT_CODEC.pack(event), "little")
+
+
+def _event(bits: int) -> Any:
+    raw = bits.to_bytes((EVENT.size + 7) // 8, "little")
+    return EVENT_CODEC.unpack(raw[:EVENT_CODEC.size_of_tag(raw[0])])
 
 
 def _flow_events(n: int) -> list:
@@ -34,21 +46,11 @@ def test_leaf_hasher_matches_the_leaf_encoding() -> None:
     leaves: list[bytes] = []
 
     async def producer(ctx) -> None:  # type: ignore[no-untyped-def]
-        for event in events:
-            while rng.random() < 0.2:
-                await ctx.tick()
-            ctx.set(dut.i_event.payload.as_value(), int.from_bytes(EVENT_CODEC.pack(event), "little"))
-            ctx.set(dut.i_event.valid, 1)
-            await ctx.tick().until(dut.i_event.ready)
-            ctx.set(dut.i_event.valid, 0)
+        await send(ctx, dut.i_event, map(_raw, events), rng, idle=0.2, raw=True)
 
     async def consumer(ctx) -> None:  # type: ignore[no-untyped-def]
-        while len(leaves) < len(events):
-            ready = rng.random() < 0.7
-            ctx.set(dut.o_leaf.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.o_leaf.valid, dut.o_leaf.payload)
-            if ready and valid:
-                leaves.append(payload.to_bytes(32, "little"))
+        await receive(ctx, dut.o_leaf, len(events), leaves, rng, ready=0.7,
+                      convert=lambda x: x.to_bytes(32, "little"))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -67,24 +69,16 @@ def test_accumulator_roots_for_every_tree_shape(rounds_per_cycle: int) -> None:
     rng = random.Random(2)
     roots: list[tuple[int, bytes]] = []
 
+    items = [item for leaves in batches
+             for item in [*({"leaf": int.from_bytes(x, "little"), "close": 0} for x in leaves),
+                          {"leaf": 0, "close": 1}]]
+
     async def producer(ctx) -> None:  # type: ignore[no-untyped-def]
-        for leaves in batches:
-            for item in [*({"leaf": int.from_bytes(x, "little"), "close": 0} for x in leaves),
-                         {"leaf": 0, "close": 1}]:
-                while rng.random() < 0.2:
-                    await ctx.tick()
-                ctx.set(dut.i_item.payload, item)
-                ctx.set(dut.i_item.valid, 1)
-                await ctx.tick().until(dut.i_item.ready)
-                ctx.set(dut.i_item.valid, 0)
+        await send(ctx, dut.i_item, items, rng, idle=0.2)
 
     async def consumer(ctx) -> None:  # type: ignore[no-untyped-def]
-        while len(roots) < len(batches):
-            ready = rng.random() < 0.5
-            ctx.set(dut.o_root.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.o_root.valid, dut.o_root.payload)
-            if ready and valid:
-                roots.append((payload.count, payload.root.to_bytes(32, "little")))
+        await receive(ctx, dut.o_root, len(batches), roots, rng, ready=0.5,
+                      convert=lambda x: (x.count, x.root.to_bytes(32, "little")))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -108,23 +102,10 @@ def test_batch_hasher_turns_unhashed_events_into_the_devices() -> None:
     got: list = []
 
     async def producer(ctx) -> None:  # type: ignore[no-untyped-def]
-        for event in events_in:
-            while rng.random() < 0.2:
-                await ctx.tick()
-            ctx.set(dut.i_event.payload.as_value(), int.from_bytes(EVENT_CODEC.pack(event), "little"))
-            ctx.set(dut.i_event.valid, 1)
-            await ctx.tick().until(dut.i_event.ready)
-            ctx.set(dut.i_event.valid, 0)
+        await send(ctx, dut.i_event, map(_raw, events_in), rng, idle=0.2, raw=True)
 
     async def consumer(ctx) -> None:  # type: ignore[no-untyped-def]
-        while len(got) < len(expected):
-            ready = rng.random() < 0.7
-            ctx.set(dut.o_event.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.o_event.valid,
-                                                           dut.o_event.payload.as_value())
-            if ready and valid:
-                raw = payload.to_bytes(46, "little")
-                got.append(EVENT_CODEC.unpack(raw[:EVENT_CODEC.size_of_tag(raw[0])]))
+        await receive(ctx, dut.o_event, len(expected), got, rng, ready=0.7, convert=_event, raw=True)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

@@ -7,6 +7,7 @@ import random
 
 import pytest
 from amaranth.sim import Simulator
+from streams import receive, send  # tests/hw/streams.py
 
 from ocee.hw.hashing.keccak import RATE_BYTES, keccak256_reference, keccak_f1600
 from ocee.hw.hashing.keccak256 import Keccak256, KeccakF1600
@@ -67,23 +68,14 @@ def test_keccak256_matches_eth_hash(rounds_per_cycle: int) -> None:
     dut = Keccak256(rounds_per_cycle)
     digests: list[bytes] = []
 
+    blocks = [{"data": d, "length": n, "last": last} for m in messages for d, n, last in _blocks(m)]
+
     async def producer(ctx) -> None:  # type: ignore[no-untyped-def]
-        for message in messages:
-            for data_, length, last in _blocks(message):
-                while rng.random() < 0.3:  # idle gaps
-                    await ctx.tick()
-                ctx.set(dut.i_block.payload, {"data": data_, "length": length, "last": last})
-                ctx.set(dut.i_block.valid, 1)
-                await ctx.tick().until(dut.i_block.ready)
-                ctx.set(dut.i_block.valid, 0)
+        await send(ctx, dut.i_block, blocks, rng, idle=0.3)
 
     async def consumer(ctx) -> None:  # type: ignore[no-untyped-def]
-        while len(digests) < len(messages):
-            ready = rng.random() < 0.6  # random backpressure
-            ctx.set(dut.o_digest.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.o_digest.valid, dut.o_digest.payload)
-            if ready and valid:
-                digests.append(payload.to_bytes(32, "little"))
+        await receive(ctx, dut.o_digest, len(messages), digests, rng, ready=0.6,
+                      convert=lambda x: x.to_bytes(32, "little"))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
