@@ -33,3 +33,14 @@ async def receive(ctx: Any, port: Any, count: int, out: list[Any], rng: random.R
         _, _, valid, payload = await ctx.tick().sample(port.valid, source)
         if taking and valid:
             out.append(convert(payload))
+
+
+def simulate(dut: Any, *testbenches: Callable[[Any], Any]) -> None:
+    """Run ``testbenches`` against ``dut`` on a 100 MHz clock until they have all returned."""
+    from amaranth.sim import Simulator
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    for bench in testbenches:
+        sim.add_testbench(bench)
+    sim.run()

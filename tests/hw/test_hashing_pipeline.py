@@ -7,8 +7,7 @@ import random
 from typing import Any
 
 import pytest
-from amaranth.sim import Simulator
-from streams import receive, send  # tests/hw/streams.py
+from streams import receive, send, simulate  # tests/hw/streams.py
 
 from ocee.host.flowgen import FlowParams, generate_flow
 from ocee.hw.hashing.accumulator import BatchAccumulator
@@ -52,11 +51,7 @@ def test_leaf_hasher_matches_the_leaf_encoding() -> None:
         await receive(ctx, dut.o_leaf, len(events), leaves, rng, ready=0.7,
                       convert=lambda x: x.to_bytes(32, "little"))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    simulate(dut, producer, consumer)
     assert leaves == [event_leaf(e) for e in events]
 
 
@@ -80,11 +75,7 @@ def test_accumulator_roots_for_every_tree_shape(rounds_per_cycle: int) -> None:
         await receive(ctx, dut.o_root, len(batches), roots, rng, ready=0.5,
                       convert=lambda x: (x.count, x.root.to_bytes(32, "little")))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    simulate(dut, producer, consumer)
     assert roots == [(len(b), merkle_root(b)) for b in batches]
     assert roots[0] == (0, EMPTY_ROOT)
 
@@ -107,9 +98,5 @@ def test_batch_hasher_turns_unhashed_events_into_the_devices() -> None:
     async def consumer(ctx) -> None:  # type: ignore[no-untyped-def]
         await receive(ctx, dut.o_event, len(expected), got, rng, ready=0.7, convert=_event, raw=True)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    simulate(dut, producer, consumer)
     assert got == expected

@@ -6,8 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from amaranth.sim import Simulator
-from streams import receive, send  # tests/hw/streams.py
+from streams import receive, send, simulate  # tests/hw/streams.py
 
 from ocee.hw.hashing.keccak import RATE_BYTES, keccak256_reference, keccak_f1600
 from ocee.hw.hashing.keccak256 import Keccak256, KeccakF1600
@@ -45,10 +44,7 @@ def test_permutation_matches_model(rounds_per_cycle: int) -> None:
             got.append(ctx.get(dut.o.payload))
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     assert got == [_state(keccak_f1600(_lanes(s))) for s in states]
     assert set(cycles) == {24 // rounds_per_cycle}
 
@@ -77,11 +73,7 @@ def test_keccak256_matches_eth_hash(rounds_per_cycle: int) -> None:
         await receive(ctx, dut.o_digest, len(messages), digests, rng, ready=0.6,
                       convert=lambda x: x.to_bytes(32, "little"))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    simulate(dut, producer, consumer)
     assert digests == [keccak256(m) for m in messages]
     assert digests == [keccak256_reference(m) for m in messages]
 
