@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from amaranth import Module, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..protocol import EVENT, EventKind
-from .accumulator import BatchAccumulator
+from .accumulator import ACCUMULATOR_INPUT, BatchAccumulator
 from .leaf_hasher import LeafHasher
 
 __all__ = ["BatchHasher"]
@@ -31,12 +32,16 @@ class BatchHasher(wiring.Component):
     o_event : Out(stream.Signature(EVENT))
         The same events in the same order; ``batch_closed`` with the batch's count and root.
 
-    An event is taken when the output and the leaf hasher can both take it, so the event rate
-    is bounded by the leaf hasher's (one per Keccak permutation) until a FIFO decouples them. A
+    An event is taken when the output and the leaf hasher can both take it. Leaves queue for the
+    accumulator (``queue_depth`` entries), so leaf hashing and the tree's pair hashing overlap:
+    the event rate is the slower of the two, one Keccak permutation per event each. A
     ``batch_closed`` event waits for the leaves in flight and the fold of the frontier.
     """
 
-    def __init__(self, rounds_per_cycle: int = 1) -> None:
+    def __init__(self, rounds_per_cycle: int = 1, queue_depth: int = 8) -> None:
+        if queue_depth < 2:
+            raise ValueError(f"queue_depth must be at least 2, not {queue_depth}")
+        self.queue_depth = queue_depth
         self.leaf_hasher = LeafHasher(rounds_per_cycle)
         self.accumulator = BatchAccumulator(rounds_per_cycle)
         super().__init__({
@@ -48,19 +53,28 @@ class BatchHasher(wiring.Component):
         m = Module()
         m.submodules.leaf_hasher = hasher = self.leaf_hasher
         m.submodules.accumulator = acc = self.accumulator
+        # Leaves and close markers queue for the accumulator in order, so the leaf hasher goes on
+        # with the next event while the accumulator carries the last leaf up the tree.
+        m.submodules.queue = queue = SyncFIFOBuffered(width=ACCUMULATOR_INPUT.size,
+                                                      depth=self.queue_depth)
+        queued = data.View(ACCUMULATOR_INPUT, queue.r_data)
+        m.d.comb += [
+            acc.i_item.payload.eq(queued),
+            acc.i_item.valid.eq(queue.r_rdy),
+            queue.r_en.eq(acc.i_item.ready),
+        ]
 
         event = self.i_event.payload
         is_batch = event.header.kind == EventKind.BATCH_CLOSED
-        in_flight = Signal()  # an event is in the leaf hasher, its leaf not yet accumulated
-
-        # Leaves go to the accumulator as they come; a close is sent only when none is in flight.
+        in_flight = Signal()  # an event is in the leaf hasher, its leaf not yet queued
+        item = data.View(ACCUMULATOR_INPUT, queue.w_data)
         m.d.comb += [
             hasher.i_event.payload.eq(event),
-            acc.i_item.payload.leaf.eq(hasher.o_leaf.payload),
-            acc.i_item.valid.eq(hasher.o_leaf.valid),
-            hasher.o_leaf.ready.eq(acc.i_item.ready),
+            item.leaf.eq(hasher.o_leaf.payload),
+            queue.w_en.eq(hasher.o_leaf.valid),
+            hasher.o_leaf.ready.eq(queue.w_rdy),
         ]
-        leaf_taken = hasher.o_leaf.valid & hasher.o_leaf.ready
+        leaf_queued = hasher.o_leaf.valid & queue.w_rdy
 
         with m.FSM():
             with m.State("PASS"):
@@ -73,18 +87,17 @@ class BatchHasher(wiring.Component):
                     ]
                     with m.If(self.i_event.valid & self.i_event.ready):
                         m.d.sync += in_flight.eq(1)
-                    with m.Elif(leaf_taken):
+                    with m.Elif(leaf_queued):
                         m.d.sync += in_flight.eq(0)
                 with m.Else():
-                    with m.If(leaf_taken):
+                    with m.If(leaf_queued):
                         m.d.sync += in_flight.eq(0)
                     with m.If(self.i_event.valid & ~in_flight & ~hasher.o_leaf.valid):
                         m.next = "CLOSE"
             with m.State("CLOSE"):
-                # The leaf path is empty: the close follows every leaf of the batch.
-                m.d.comb += [acc.i_item.valid.eq(1), acc.i_item.payload.close.eq(1),
-                             hasher.o_leaf.ready.eq(0)]
-                with m.If(acc.i_item.ready):
+                # Every leaf of the batch is queued: the close marker goes in behind them.
+                m.d.comb += [queue.w_en.eq(1), item.close.eq(1), hasher.o_leaf.ready.eq(0)]
+                with m.If(queue.w_rdy):
                     m.next = "ROOT"
             with m.State("ROOT"):
                 m.d.comb += [
