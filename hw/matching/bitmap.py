@@ -1,0 +1,652 @@
+"""Occupancy bitmaps: which price levels of each book hold orders, and the best or next one.
+
+Each book (a market's bid or ask side) has one bit per price level: bit ``i`` is set when level
+``i`` of the book's window holds orders. Bids want the highest set level, asks the lowest, and the
+matching loop walks levels in priority order (the next set level below a bid level, above an ask
+level). :class:`OccupancyBitmapModel` is the executable specification; :class:`OccupancyBitmap`
+is the gateware, a two-level bitmap so that no search looks at more than ``word_bits`` bits at
+once::
+
+    update (book, index, set)                    query (book, mode, index)
+        |                                             |
+        v                                             v
+    +==================+   word != 0   +=============================+
+    | read, modify and |==============>| summary: one bit per word   |
+    | write one word   |               | of each book (registers);   |
+    +==================+               | find the nearest word       |
+        |         ^                    +=============================+
+        v         |                                   |
+    +=============================+                   |  read the query's own
+    | words: block RAM, one row   |<==================+  word and the nearest
+    | of W levels per book word   |                      word
+    +=============================+
+                  |
+                  v
+    +=============================+
+    | find the nearest set bit    |
+    | in the two words read       |====> (found, index)
+    +=============================+
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..protocol import ShapedEnum
+
+__all__ = [
+    "COLLISIONS_RETURN_NEW_DATA",
+    "QUERY_LATENCY",
+    "OccupancyBitmap",
+    "OccupancyBitmapModel",
+    "QueryMode",
+    "query_layout",
+    "registered_read",
+    "result_layout",
+    "result_signature",
+    "update_layout",
+    "word_bits",
+]
+
+#: Clocks from a query being taken to its result on ``o_result``, whatever the bitmap holds.
+QUERY_LATENCY = 8
+
+
+class QueryMode(ShapedEnum, shape=2):
+    """What a query looks for. Bit 0: search upwards (the lowest match); bit 1: relative to the
+    query's ``index`` (strictly below or above it) rather than over the whole book."""
+
+    BEST_HIGH = 0  # the highest set index (the best bid)
+    BEST_LOW = 1  # the lowest set index (the best ask)
+    NEXT_BELOW = 2  # the highest set index strictly below ``index``
+    NEXT_ABOVE = 3  # the lowest set index strictly above ``index``
+
+
+def _check_geometry(books: int, levels: int) -> None:
+    if isinstance(books, bool) or not isinstance(books, int) or books < 1:
+        raise ValueError(f"books must be a positive integer, not {books!r}")
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1 or levels & (levels - 1):
+        raise ValueError(f"levels must be a power of two, not {levels!r}")
+    if levels < 8:
+        raise ValueError(f"levels must be at least 8, not {levels}")
+
+
+def word_bits(levels: int) -> int:
+    """The width ``W`` of a bitmap word: the smallest power of two of at least 8 with
+    ``W * W >= levels``, so a book's summary (``levels // W`` bits) is never wider than a word.
+    1024 levels give 32, 4096 give 64."""
+    width = 8
+    while width * width < levels:
+        width *= 2
+    return width
+
+
+def update_layout(books: int, levels: int) -> data.StructLayout:
+    """An update: set (``set`` = 1) or clear bit ``index`` of book ``book``."""
+    return data.StructLayout({"book": range(books), "index": range(levels), "set": 1})
+
+
+def query_layout(books: int, levels: int) -> data.StructLayout:
+    """A query on book ``book``; ``index`` matters to the relative modes only."""
+    return data.StructLayout({"book": range(books), "mode": QueryMode, "index": range(levels)})
+
+
+def result_layout(levels: int) -> data.StructLayout:
+    """A query's answer: ``found`` and the level's ``index`` (0 when nothing was found)."""
+    return data.StructLayout({"found": 1, "index": range(levels)})
+
+
+def result_signature(levels: int) -> wiring.Signature:
+    """Answers that cannot wait: ``payload`` is meaningful in the clocks where ``valid`` is high,
+    and the receiver takes it then. Not a stream: there is no ``ready``, and the payload is not
+    held."""
+    return wiring.Signature({"valid": Out(1), "payload": Out(result_layout(levels))})
+
+
+class OccupancyBitmapModel:
+    """The golden model: each book's bitmap as a Python integer.
+
+    ``query`` answers what the gateware answers; for a query taken in the same clock as an update
+    the gateware answers after the update (apply the update to the model first).
+    """
+
+    def __init__(self, books: int, levels: int) -> None:
+        _check_geometry(books, levels)
+        self.books = books
+        self.levels = levels
+        self._bits = [0] * books
+
+    def reset(self) -> None:
+        self._bits = [0] * self.books
+
+    def _check(self, book: int, index: int) -> None:
+        if not 0 <= book < self.books:
+            raise IndexError(f"book {book} is outside 0 .. {self.books - 1}")
+        if not 0 <= index < self.levels:
+            raise IndexError(f"index {index} is outside 0 .. {self.levels - 1}")
+
+    def update(self, book: int, index: int, set_: bool) -> None:
+        self._check(book, index)
+        if set_:
+            self._bits[book] |= 1 << index
+        else:
+            self._bits[book] &= ~(1 << index)
+
+    def is_set(self, book: int, index: int) -> bool:
+        self._check(book, index)
+        return bool(self._bits[book] >> index & 1)
+
+    def bitmap(self, book: int) -> int:
+        """Book ``book``'s levels as an integer, bit ``i`` for level ``i``."""
+        self._check(book, 0)
+        return self._bits[book]
+
+    @staticmethod
+    def _highest(bits: int) -> int | None:
+        return bits.bit_length() - 1 if bits else None
+
+    @staticmethod
+    def _lowest(bits: int) -> int | None:
+        return (bits & -bits).bit_length() - 1 if bits else None
+
+    def best_high(self, book: int) -> int | None:
+        self._check(book, 0)
+        return self._highest(self._bits[book])
+
+    def best_low(self, book: int) -> int | None:
+        self._check(book, 0)
+        return self._lowest(self._bits[book])
+
+    def next_below(self, book: int, index: int) -> int | None:
+        self._check(book, index)
+        return self._highest(self._bits[book] & ((1 << index) - 1))
+
+    def next_above(self, book: int, index: int) -> int | None:
+        self._check(book, index)
+        return self._lowest(self._bits[book] >> (index + 1) << (index + 1))
+
+    def query(self, book: int, mode: QueryMode, index: int = 0) -> int | None:
+        """The set index ``mode`` looks for, or ``None``."""
+        mode = QueryMode(mode)
+        if mode is QueryMode.BEST_HIGH:
+            self._check(book, index)
+            return self.best_high(book)
+        if mode is QueryMode.BEST_LOW:
+            self._check(book, index)
+            return self.best_low(book)
+        if mode is QueryMode.NEXT_BELOW:
+            return self.next_below(book, index)
+        return self.next_above(book, index)
+
+
+def _lowest_set(value: Value) -> Value:
+    """The index of the lowest set bit of ``value`` (0 if none), whose width is a power of two.
+
+    A tree of radix 4 (radix 2 at the top when the width is an odd power of two): each node
+    picks its first part with a bit set (an OR over the part's bits, then one LUT4) and that
+    part's index, so 64 bits take 3 levels of nodes. It is one expression, which keeps the
+    simulator fast. Each node ORs its parts' bits afresh (yosys merges the copies): Amaranth
+    lowers an expression once per use, so sharing them down the tree would multiply it.
+    """
+    width = len(value)
+    if width == 1:
+        return Const(0, 0)
+    radix = 2 if width == 2 or (width.bit_length() - 1) % 2 else 4
+    part = width // radix
+    parts = [value[i * part:(i + 1) * part] for i in range(radix)]
+    first: Value = Const(radix - 1, range(radix))
+    index: Value = _lowest_set(parts[-1])
+    for i in reversed(range(radix - 1)):
+        first = Mux(parts[i].any(), i, first)
+        index = Mux(parts[i].any(), _lowest_set(parts[i]), index)
+    return Cat(index, first)
+
+
+def _set_bits(m: Module, value: Value, name: str) -> tuple[Value, Value, Value]:
+    """(any bit set, index of the lowest set bit, index of the highest) of the signal ``value``:
+    two encoders side by side, the second on the bits reversed."""
+    any_set = Signal(name=f"{name}_any")
+    lowest = Signal(range(len(value)), name=f"{name}_lowest")
+    highest = Signal(range(len(value)), name=f"{name}_highest")
+    m.d.comb += [
+        any_set.eq(value.any()),
+        lowest.eq(_lowest_set(value)),
+        highest.eq(~_lowest_set(value[::-1])),
+    ]
+    return any_set, lowest, highest
+
+
+#: Tests set this to make a row read in the clock it is written return the new data, one of the
+#: values the hardware may return, where simulation otherwise returns the old data.
+COLLISIONS_RETURN_NEW_DATA = False
+
+
+def registered_read(m: Module, memory: Any, write: Any, name: str) -> tuple[Any, Value]:
+    """A read port of ``memory`` and its data one clock after the address.
+
+    The port is asynchronous and its data registered at once: yosys folds that register into
+    the block RAM, and the memory's ``no_rw_check`` attribute then leaves the data of a row read
+    in the clock it is written undefined, instead of adding bypass logic after the RAM's slow
+    outputs (5.8 ns on ECP5). Callers must not use such data.
+    """
+    if COLLISIONS_RETURN_NEW_DATA:
+        port = memory.read_port(transparent_for=(write,))
+        return port, port.data
+    port = memory.read_port(domain="comb")
+    data = Signal(memory.shape, name=name)
+    m.d.sync += data.eq(port.data)
+    return port, data
+
+
+def _below(value: Value, width: int) -> Value:
+    """``width`` bits, bit ``j`` set when ``j < value``."""
+    return Cat(*(value > j for j in range(width)))
+
+
+def _above(value: Value, width: int) -> Value:
+    """``width`` bits, bit ``j`` set when ``j > value``."""
+    return Cat(*(value < j for j in range(width)))
+
+
+class OccupancyBitmap(wiring.Component):
+    """Per-book occupancy bitmaps with best-level and next-level queries.
+
+    Books ``0 .. books - 1`` have ``levels`` levels each. Level ``i`` of a book is bit ``i %
+    word_bits`` of word ``i // word_bits``; the words (``word_bits`` = :func:`word_bits` wide)
+    live in block RAM, and each book's summary (bit ``w`` set when word ``w`` is not zero,
+    ``levels // word_bits`` bits) in registers.
+
+    Members
+    -------
+    i_update : In(stream.Signature(update_layout(books, levels)))
+        Set (``set`` = 1) or clear level ``index`` of book ``book``. ``ready`` is the
+        component's ``ready``: once the init sequence is done, an update is taken in every
+        clock where ``valid`` is high, to any book and word, the same word back to back
+        included. Setting a set level or clearing a clear one is allowed and changes nothing.
+    i_query : In(stream.Signature(query_layout(books, levels)))
+        Look for a set level of book ``book`` (:class:`QueryMode`; ``index`` matters to the
+        relative modes only). ``ready`` is the component's ``ready``: once the init sequence is
+        done, a query is taken in every clock where ``valid`` is high.
+    o_result : Out(result_signature(levels))
+        The answer to the query taken :data:`QUERY_LATENCY` (8) clocks before: ``valid`` is
+        high in exactly that clock, ``found`` says whether a level was found and ``index``
+        which (0 when none). One answer per query, in query order, never held: take it when
+        ``valid`` is high.
+    ready : Out(1)
+        Low for ``init_cycles`` = ``books * levels // word_bits`` clocks after reset, while
+        the init sequence clears the word memory one row per clock; high ever after.
+
+    Ordering between the ports: the answer to a query taken in clock ``q`` reflects exactly
+    the updates taken in clocks up to and including ``q``. An update in the same clock as a
+    query is seen by it; an update in a later clock is not, even though it reaches the memory
+    before the query's read. ``book`` must be below ``books``; a larger one is not defined.
+
+    Latency and throughput: one update and one query in every clock, with no hazards to avoid.
+    An update reads its word, registers it (twice: ECP5 block RAM outputs are slow), sets or
+    clears the bit and writes the word back 3 clocks after it was taken; the three updates
+    behind it take the words in flight from registers, not from the memory. A query answers
+    after 8 clocks, whatever the bitmaps hold: clock 1 builds its masks, 2 selects the book's
+    summary (and the changes of the two updates not yet in it), 3 finds the nearest non-empty
+    word, 4 reads the query's own word and that word, 5 registers them, 6 finds the nearest set
+    bit in each, 7 registers the answer.
+
+    Resources: ``books * levels // word_bits`` summary flip-flops; a ``books * levels //
+    word_bits`` x ``word_bits`` word memory with three read ports (update, own word, nearest
+    word), which yosys builds as three block RAM copies. 8 books of 1024 levels: about 1,600
+    LUT4, 1,180 flip-flops and 3 DP16KD; out of context on an LFE5U-85F-6, 124 to 132 MHz over
+    nextpnr seeds 1 to 4, the slowest paths being block RAM outputs into their first register
+    (5.8 ns and the routing). No search is wider than ``word_bits`` bits, which is 64 up to 4096
+    levels; more levels make wider words and deeper searches. With many books the selection of
+    the book's summary grows: 32 books of 4096 levels reach about 108 MHz.
+    """
+
+    def __init__(self, books: int, levels: int) -> None:
+        _check_geometry(books, levels)
+        self.books = books
+        self.levels = levels
+        self.word_bits = word_bits(levels)
+        self.words_per_book = levels // self.word_bits
+        self.words = books * self.words_per_book
+        #: Clocks of the init sequence after reset: ``ready`` rises after this many.
+        self.init_cycles = self.words
+        self.latency = QUERY_LATENCY
+        super().__init__({
+            "i_update": In(stream.Signature(update_layout(books, levels))),
+            "i_query": In(stream.Signature(query_layout(books, levels))),
+            "o_result": Out(result_signature(levels)),
+            "ready": Out(1),
+        })
+
+    def elaborate(self, platform: Any) -> Module:
+        m = Module()
+        width, per_book = self.word_bits, self.words_per_book
+        bit_width = width.bit_length() - 1  # index = Cat(bit, word)
+
+        # A row read in the clock it is written gives undefined data (see registered_read):
+        # the update forwards the words in flight, a query substitutes the word as it was before
+        # the write. Every read then goes through a second register before any logic.
+        m.submodules.words = words = Memory(shape=width, depth=self.words, init=[],
+                                            attrs={"no_rw_check": 1})
+        write = words.write_port()
+        read_update, u1_read = registered_read(m, words, write, "u1_read")
+        read_own, q5_own_read = registered_read(m, words, write, "q5_own_read")
+        read_beyond, q5_beyond_read = registered_read(m, words, write, "q5_beyond_read")
+
+        # Summary bit w of book b: word w of book b is not zero. In every clock it matches the
+        # word memory as a read issued in that clock sees it (both lag updates by 4 clocks).
+        summary = Array(Signal(per_book, name=f"summary_{b}") for b in range(self.books))
+
+        # Init: clear one row per clock; the summary registers reset to zero by themselves.
+        ready = Signal()
+        clearing = Signal(range(self.words))
+        m.d.comb += [self.ready.eq(ready), self.i_update.ready.eq(ready),
+                     self.i_query.ready.eq(ready)]
+        with m.If(~ready):
+            m.d.sync += clearing.eq(clearing + 1)
+            with m.If(clearing == self.words - 1):
+                m.d.sync += ready.eq(1)
+
+        # Update, clock 0: read the word, decode the bit.
+        update = self.i_update.payload
+        m.d.comb += read_update.addr.eq(Cat(update.index[bit_width:], update.book))
+        u1_valid = Signal()
+        u1_addr = Signal.like(read_update.addr)
+        u1_book = Signal(range(self.books))
+        u1_word = Signal(range(per_book))
+        u1_bit_mask = Signal(width)
+        u1_set = Signal()
+        m.d.sync += [
+            u1_valid.eq(self.i_update.valid & ready),
+            u1_addr.eq(read_update.addr),
+            u1_book.eq(update.book),
+            u1_word.eq(update.index[bit_width:]),
+            u1_bit_mask.eq(Const(1, width) << update.index[:bit_width]),
+            u1_set.eq(update.set),
+        ]
+
+        # Update, clock 1: register the word read. Writes land in clock 3, so the read missed
+        # the three updates ahead of this one: note which of them wrote the same word (they are
+        # u3 and the two written words w1, w2 in clock 2), and whether w1 and w2 have bits set
+        # besides this update's.
+        u2_valid = Signal()
+        u2_addr = Signal.like(u1_addr)
+        u2_book = Signal.like(u1_book)
+        u2_word_mask = Signal(per_book)
+        u2_bit_mask = Signal(width)
+        u2_set = Signal()
+        u2_read = Signal(width)
+        u2_from_u3 = Signal()
+        u2_from_w1 = Signal()
+        u2_from_w2 = Signal()
+        u2_w1_others = Signal()  # w1 has bits set besides this update's
+        u2_w2_others = Signal()  # ... w2 has
+        u3_valid = Signal()  # clock 3: write the word
+        u3_addr = Signal.like(u1_addr)
+        u3_book = Signal.like(u1_book)
+        u3_word_mask = Signal(per_book)
+        u3_data = Signal(width)
+        u3_old = Signal(width)  # the word before this update
+        u3_nonzero = Signal()
+        w1_valid = Signal()  # the word written in the clock before
+        w1_addr = Signal.like(u1_addr)
+        w1_data = Signal(width)
+        w2_valid = Signal()  # ... and the one before that
+        w2_data = Signal(width)
+        m.d.sync += [
+            u2_valid.eq(u1_valid),
+            u2_addr.eq(u1_addr),
+            u2_book.eq(u1_book),
+            u2_word_mask.eq(Const(1, per_book) << u1_word),
+            u2_bit_mask.eq(u1_bit_mask),
+            u2_set.eq(u1_set),
+            u2_read.eq(u1_read),
+            u2_from_u3.eq(u2_valid & (u2_addr == u1_addr)),
+            u2_from_w1.eq(u3_valid & (u3_addr == u1_addr)),
+            u2_from_w2.eq(w1_valid & (w1_addr == u1_addr)),
+            u2_w1_others.eq((u3_data & ~u1_bit_mask).any()),
+            u2_w2_others.eq((w1_data & ~u1_bit_mask).any()),
+        ]
+
+        # Update, clock 2: the word as the updates ahead left it, modified. Whether it stays
+        # non-zero is worked out beside it, from each source word's other bits.
+        old = Signal(width)
+        new = Signal(width)
+        with m.If(u2_from_u3):
+            m.d.comb += old.eq(u3_data)
+        with m.Elif(u2_from_w1):
+            m.d.comb += old.eq(w1_data)
+        with m.Elif(u2_from_w2):
+            m.d.comb += old.eq(w2_data)
+        with m.Else():
+            m.d.comb += old.eq(u2_read)
+        others = Signal()
+        with m.If(u2_from_u3):
+            m.d.comb += others.eq((u3_data & ~u2_bit_mask).any())
+        with m.Elif(u2_from_w1):
+            m.d.comb += others.eq(u2_w1_others)
+        with m.Elif(u2_from_w2):
+            m.d.comb += others.eq(u2_w2_others)
+        with m.Else():
+            m.d.comb += others.eq((u2_read & ~u2_bit_mask).any())
+        m.d.comb += new.eq(Mux(u2_set, old | u2_bit_mask, old & ~u2_bit_mask))
+        m.d.sync += [
+            u3_valid.eq(u2_valid),
+            u3_addr.eq(u2_addr),
+            u3_book.eq(u2_book),
+            u3_word_mask.eq(u2_word_mask),
+            u3_data.eq(new),
+            u3_old.eq(old),
+            u3_nonzero.eq(u2_set | others),
+        ]
+
+        # Update, clock 3: write the word back; its summary bit follows.
+        with m.If(ready):
+            m.d.comb += [write.addr.eq(u3_addr), write.data.eq(u3_data), write.en.eq(u3_valid)]
+        with m.Else():
+            m.d.comb += [write.addr.eq(clearing), write.data.eq(0), write.en.eq(1)]
+        for b in range(self.books):
+            with m.If(u3_valid & (u3_book == b)):
+                m.d.sync += summary[b].eq(Mux(u3_nonzero, summary[b] | u3_word_mask,
+                                              summary[b] & ~u3_word_mask))
+        m.d.sync += [
+            w1_valid.eq(u3_valid),
+            w1_addr.eq(u3_addr),
+            w1_data.eq(u3_data),
+            w2_valid.eq(w1_valid),
+            w2_data.eq(w1_data),
+        ]
+
+        # Query, clock 0: take the query.
+        query = self.i_query.payload
+        q1_valid = Signal()
+        q1_book = Signal(range(self.books))
+        q1_up = Signal()
+        q1_relative = Signal()
+        q1_word = Signal(range(per_book))
+        q1_bit = Signal(range(width))
+        m.d.sync += [
+            q1_valid.eq(self.i_query.valid & ready),
+            q1_book.eq(query.book),
+            q1_up.eq(query.mode.as_value()[0]),
+            q1_relative.eq(query.mode.as_value()[1]),
+            q1_word.eq(query.index[bit_width:]),
+            q1_bit.eq(query.index[:bit_width]),
+        ]
+
+        # Query, clock 1: which words (summary bits) and which bits of the query's own word may
+        # hold the answer. A relative query looks in its own word first, then in the nearest
+        # non-empty word beyond it; a best query at the farthest non-empty word only.
+        q2_valid = Signal()
+        q2_book = Signal.like(q1_book)
+        q2_up = Signal()
+        q2_word = Signal.like(q1_word)
+        q2_words = Signal(per_book)
+        q2_bits = Signal(width)
+        with m.If(~q1_relative):
+            m.d.sync += [q2_words.eq(~0), q2_bits.eq(0)]
+        with m.Elif(q1_up):
+            m.d.sync += [q2_words.eq(_above(q1_word, per_book)), q2_bits.eq(_above(q1_bit, width))]
+        with m.Else():
+            m.d.sync += [q2_words.eq(_below(q1_word, per_book)), q2_bits.eq(_below(q1_bit, width))]
+        m.d.sync += [
+            q2_valid.eq(q1_valid),
+            q2_book.eq(q1_book),
+            q2_up.eq(q1_up),
+            q2_word.eq(q1_word),
+        ]
+
+        # Query, clock 2: the book's summary as it stands (it lacks the updates taken in clocks
+        # -1 and 0), and which of its bits those two updates change: the one in update clock 3
+        # now (its value known) and the one in update clock 2 now (its value known next clock).
+        q3_valid = Signal()
+        q3_book = Signal.like(q1_book)
+        q3_up = Signal()
+        q3_word = Signal.like(q1_word)
+        q3_bits = Signal(width)
+        q3_summary = Signal(per_book)  # only the words allowed
+        q3_older_mask = Signal(per_book)  # the summary bit the update of clock -1 sets ...
+        q3_older_value = Signal()  # ... to this
+        q3_newer_mask = Signal(per_book)  # the one the update of clock 0 sets to u3_nonzero
+        m.d.sync += [
+            q3_valid.eq(q2_valid),
+            q3_book.eq(q2_book),
+            q3_up.eq(q2_up),
+            q3_word.eq(q2_word),
+            q3_bits.eq(q2_bits),
+            q3_summary.eq(summary[q2_book] & q2_words),
+            q3_older_mask.eq(Mux(u3_valid & (u3_book == q2_book), u3_word_mask & q2_words, 0)),
+            q3_older_value.eq(u3_nonzero),
+            q3_newer_mask.eq(Mux(u2_valid & (u2_book == q2_book), u2_word_mask & q2_words, 0)),
+        ]
+
+        # Query, clock 3: the summary with every update up to clock 0, exactly as the words
+        # read in the next clock will be. Find the nearest non-empty word either way.
+        summary_now = Signal(per_book)
+        for j in range(per_book):
+            m.d.comb += summary_now[j].eq(Mux(q3_newer_mask[j], u3_nonzero,
+                                              Mux(q3_older_mask[j], q3_older_value,
+                                                  q3_summary[j])))
+        beyond_any, beyond_lowest, beyond_highest = _set_bits(m, summary_now, "beyond_word")
+        q4_valid = Signal()
+        q4_book = Signal.like(q1_book)
+        q4_up = Signal()
+        q4_word = Signal.like(q1_word)
+        q4_bits = Signal(width)
+        q4_beyond = Signal()
+        q4_beyond_lowest = Signal.like(q1_word)
+        q4_beyond_highest = Signal.like(q1_word)
+        m.d.sync += [
+            q4_valid.eq(q3_valid),
+            q4_book.eq(q3_book),
+            q4_up.eq(q3_up),
+            q4_word.eq(q3_word),
+            q4_bits.eq(q3_bits),
+            q4_beyond.eq(beyond_any),
+            q4_beyond_lowest.eq(beyond_lowest),
+            q4_beyond_highest.eq(beyond_highest),
+        ]
+
+        # Query, clock 4: read the query's own word and the nearest non-empty word beyond it.
+        # Writes landed up to clock 3 are exactly the updates up to clock 0; the one landing in
+        # this clock (update clock 1) may collide with a read: then the word before it is used.
+        q4_beyond_word = Mux(q4_up, q4_beyond_lowest, q4_beyond_highest)
+        own_addr = Cat(q4_word, q4_book)
+        beyond_addr = Cat(q4_beyond_word, q4_book)
+        m.d.comb += [read_own.addr.eq(own_addr), read_beyond.addr.eq(beyond_addr)]
+        q5_valid = Signal()
+        q5_up = Signal()
+        q5_word = Signal.like(q1_word)
+        q5_bits = Signal(width)
+        q5_beyond = Signal()
+        q5_beyond_word = Signal.like(q1_word)
+        q5_own_collided = Signal()
+        q5_beyond_collided = Signal()
+        q5_before = Signal(width)  # the word written in clock 4, as it was before
+        m.d.sync += [
+            q5_valid.eq(q4_valid),
+            q5_up.eq(q4_up),
+            q5_word.eq(q4_word),
+            q5_bits.eq(q4_bits),
+            q5_beyond.eq(q4_beyond),
+            q5_beyond_word.eq(q4_beyond_word),
+            q5_own_collided.eq(u3_valid & (u3_addr == own_addr)),
+            q5_beyond_collided.eq(u3_valid & (u3_addr == beyond_addr)),
+            q5_before.eq(u3_old),
+        ]
+
+        # Query, clock 5: register the words read again, and prepare what replaces them if they
+        # collided: the bits from the word before the write, and which read bits count.
+        q6_valid = Signal()
+        q6_up = Signal()
+        q6_word = Signal.like(q1_word)
+        q6_beyond = Signal()
+        q6_beyond_word = Signal.like(q1_word)
+        q6_own_read = Signal(width)  # natural order from here on
+        q6_beyond_read = Signal(width)
+        q6_own_kept = Signal(width)  # the read bits that count
+        q6_beyond_kept = Signal(width)
+        q6_own_before = Signal(width)  # the bits from before a colliding write
+        q6_beyond_before = Signal(width)
+        m.d.sync += [
+            q6_valid.eq(q5_valid),
+            q6_up.eq(q5_up),
+            q6_word.eq(q5_word),
+            q6_beyond.eq(q5_beyond),
+            q6_beyond_word.eq(q5_beyond_word),
+            q6_own_read.eq(q5_own_read),
+            q6_beyond_read.eq(q5_beyond_read),
+            q6_own_kept.eq(Mux(q5_own_collided, 0, q5_bits)),
+            q6_beyond_kept.eq(Mux(q5_beyond_collided, 0, ~0)),
+            q6_own_before.eq(Mux(q5_own_collided, q5_before & q5_bits, 0)),
+            q6_beyond_before.eq(Mux(q5_beyond_collided, q5_before, 0)),
+        ]
+
+        # Query, clock 6: the lowest and the highest set bit of each word (of the own word, past
+        # the index), both, so that no multiplexer stands in front of the priority encoders.
+        own = Signal(width)
+        beyond = Signal(width)
+        m.d.comb += [
+            own.eq(q6_own_before | (q6_own_read & q6_own_kept)),
+            beyond.eq(q6_beyond_before | (q6_beyond_read & q6_beyond_kept)),
+        ]
+        own_any, own_lowest, own_highest = _set_bits(m, own, "own_bit")
+        _, beyond_lowest, beyond_highest = _set_bits(m, beyond, "beyond_bit")
+        q7_valid = Signal()
+        q7_up = Signal()
+        q7_word = Signal.like(q1_word)
+        q7_beyond = Signal()
+        q7_beyond_word = Signal.like(q1_word)
+        q7_own = Signal()
+        q7_own_lowest = Signal(range(width))
+        q7_own_highest = Signal(range(width))
+        q7_beyond_lowest = Signal(range(width))
+        q7_beyond_highest = Signal(range(width))
+        m.d.sync += [
+            q7_valid.eq(q6_valid),
+            q7_up.eq(q6_up),
+            q7_word.eq(q6_word),
+            q7_beyond.eq(q6_beyond),
+            q7_beyond_word.eq(q6_beyond_word),
+            q7_own.eq(own_any),
+            q7_own_lowest.eq(own_lowest),
+            q7_own_highest.eq(own_highest),
+            q7_beyond_lowest.eq(beyond_lowest),
+            q7_beyond_highest.eq(beyond_highest),
+        ]
+
+        # Query, clock 7: the answer, in the own word if it has one.
+        own_bit = Mux(q7_up, q7_own_lowest, q7_own_highest)
+        beyond_bit = Mux(q7_up, q7_beyond_lowest, q7_beyond_highest)
+        result = self.o_result.payload
+        m.d.sync += [
+            self.o_result.valid.eq(q7_valid),
+            result.found.eq(q7_own | q7_beyond),
+            result.index.eq(Mux(q7_own, Cat(own_bit, q7_word),
+                                Mux(q7_beyond, Cat(beyond_bit, q7_beyond_word), 0))),
+        ]
+        return m
