@@ -1,0 +1,781 @@
+"""The matching engine gateware: commands in, the reference model's events out, bit for bit.
+
+:class:`MatchingEngine` takes :data:`~ocee.hw.protocol.COMMAND` records on ``i_command`` and
+emits :data:`~ocee.hw.protocol.EVENT` records on ``o_event``: for each command exactly the events
+of ``MatchingModel(config, hash_events=False).execute_bytes(record)``, with reserved bits zero
+(batch roots are zero: the hashing stage behind the engine fills them in).
+
+The books live in block RAM, never in per-order registers::
+
+    id map       ids rows      order id -> (valid, slot)                the O(1) cancel/modify
+    order table  orders rows   per slot: info (id, account, market,     one memory per field, so
+                               side, level), open qty, next, prev       a field writes alone
+    level table  books x levels rows: head, tail, total open qty        FOK and depth read totals
+    occupancy    books x levels bits, two-level bitmap                  best / next level search
+    free list    the order table's free slots, FIFO
+
+A level is addressed by its price modulo ``levels`` (the low bits of the price): every resting
+order lies inside its market's window of ``levels`` ticks, so the address is unique, and moving
+the window (set window) moves no data. Searches then work on the rotated order: the level at
+price ``lowest + r`` has address ``(base + r) mod levels`` with ``base = lowest mod levels``, and
+:meth:`_search` turns "best" and "next worse" into one or two bitmap queries.
+
+Control is one finite-state machine that executes a command to its end before taking the next,
+the model's algorithm step by step; memories have one clock of read latency, and a sequence of
+states never reads a row in the clock that writes it. Subroutines (search, link, unlink,
+remove) return through a register that names the caller's next state. This is the correct,
+scalable baseline; ``docs/hw-matching.md`` gives its cycle counts and what the pipelined
+successor changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..protocol import (
+    COMMAND,
+    EVENT,
+    CancelReason,
+    EventKind,
+    Opcode,
+    OrderType,
+    RejectReason,
+    Side,
+    StpMode,
+    TimeInForce,
+)
+from .bitmap import OccupancyBitmap, QueryMode
+from .config import MatchingConfig
+from .freelist import FreeList
+
+__all__ = ["MatchingEngine"]
+
+#: Events the engine can hold when ``o_event`` is back-pressured before it stalls.
+EVENT_QUEUE = 4
+
+LEVEL_QTY_BITS = 48  # up to 2**16 orders of 2**32 - 1 each; 64 bits on the wire
+
+
+class MatchingEngine(wiring.Component):
+    """The matching engine for ``config`` (default: the ULX3S configuration).
+
+    Members
+    -------
+    i_command : ``In(stream.Signature(COMMAND))``
+        Command records, taken once the init sequence is done and the previous command has
+        been executed.
+    o_event : ``Out(stream.Signature(EVENT))``
+        Event records in order; back-pressure stalls the engine once :data:`EVENT_QUEUE`
+        events wait.
+    ready : ``Out(1)``
+        High once the init sequence after reset is done: about ``max(ids, 2 * markets *
+        levels)`` clocks, in which the id map and the level table are cleared.
+    """
+
+    def __init__(self, config: MatchingConfig | None = None) -> None:
+        self.config = config = config or MatchingConfig()
+        if config.orders < 2:
+            raise ValueError(f"the engine needs at least 2 order slots, not {config.orders}")
+        self.market_bits = max(1, (config.markets - 1).bit_length())
+        self.level_rows = config.levels << (self.market_bits + 1)
+        self.init_cycles = max(config.ids, self.level_rows)
+        super().__init__({
+            "i_command": In(stream.Signature(COMMAND)),
+            "o_event": Out(stream.Signature(EVENT)),
+            "ready": Out(1),
+        })
+
+    def elaborate(self, platform: Any) -> Module:
+        m = Module()
+        cfg = self.config
+        L, log2_l = cfg.levels, cfg.log2_levels
+        slot_bits = cfg.log2_orders
+        books = 2 * cfg.markets
+
+        # -- Memories -----------------------------------------------------------------------------
+        link_layout = data.StructLayout({"valid": 1, "slot": slot_bits})
+        info_layout = data.StructLayout({"id": max(1, cfg.log2_ids), "account": 32,
+                                         "market": self.market_bits, "side": 1, "level": log2_l})
+
+        def memory(name: str, shape: Any, depth: int) -> tuple[Any, Any]:
+            mem = Memory(shape=shape, depth=depth, init=[])
+            m.submodules[name] = mem
+            return mem.read_port(), mem.write_port()
+
+        id_r, id_w = memory("id_map", link_layout, cfg.ids)
+        info_r, info_w = memory("order_info", info_layout, cfg.orders)
+        oqty_r, oqty_w = memory("order_qty", 32, cfg.orders)
+        next_r, next_w = memory("order_next", link_layout, cfg.orders)
+        prev_r, prev_w = memory("order_prev", link_layout, cfg.orders)
+        head_r, head_w = memory("level_head", slot_bits, self.level_rows)
+        tail_r, tail_w = memory("level_tail", link_layout, self.level_rows)
+        lqty_r, lqty_w = memory("level_qty", LEVEL_QTY_BITS, self.level_rows)
+
+        # One read address for the order table's fields and one for the level table's.
+        o_raddr = Signal(slot_bits)
+        l_raddr = Signal(len(head_r.addr))
+        m.d.comb += [info_r.addr.eq(o_raddr), oqty_r.addr.eq(o_raddr), next_r.addr.eq(o_raddr),
+                     prev_r.addr.eq(o_raddr), head_r.addr.eq(l_raddr), tail_r.addr.eq(l_raddr),
+                     lqty_r.addr.eq(l_raddr)]
+
+        m.submodules.occupancy = occupancy = OccupancyBitmap(books, L)
+        m.submodules.free_list = free_list = FreeList(cfg.orders)
+        m.submodules.events = events = SyncFIFOBuffered(width=EVENT.size, depth=EVENT_QUEUE)
+        m.d.comb += [self.o_event.payload.eq(events.r_data), self.o_event.valid.eq(events.r_rdy),
+                     events.r_en.eq(self.o_event.ready)]
+
+        def level_addr(book: Any, p: Any) -> Any:
+            return Cat(p, book)  # book = Cat(side, market)
+
+        # -- Command and per-device state ---------------------------------------------------------
+        cmd = Signal(COMMAND)
+        op = cmd.header.op.as_value()
+        market = cmd.header.market
+        new = cmd.body.new_order
+        lowest = Array(Signal(32, name=f"lowest_{i}") for i in range(cfg.markets))
+        cur_lowest = lowest[market[:self.market_bits]]
+        base = cur_lowest[:log2_l]
+        resting = Signal(range(cfg.orders + 1))
+        seq = Signal(32)
+        batch = Signal(32)
+        batch_count = Signal(32)
+
+        def rel(p: Any) -> Any:  # a level address -> its index in the window
+            return (p - base)[:log2_l]
+
+        # The taker (new order) and the order being looked at.
+        side = new.side.as_value()
+        is_market = new.type == OrderType.MARKET
+        own_book = Cat(side, market[:self.market_bits])
+        opp_book = Cat(~side, market[:self.market_bits])
+        opp_desc = side == Side.SELL.value  # a seller takes bids, best (highest) first
+        offset = Signal(32)
+        m.d.comb += offset.eq(new.price - cur_lowest)
+        index = offset[:log2_l]
+        in_window = (new.price >= cur_lowest) & (offset[log2_l:] == 0)
+        remaining = Signal(32)
+        need = Signal(signed(LEVEL_QTY_BITS + 2))  # FOK: quantity still to find
+
+        cur = Signal(slot_bits)  # the order being looked at
+        lvl_p = Signal(log2_l)  # its level's address
+        lvl_book = Signal(len(own_book))
+        mk_id = Signal(32)
+        mk_account = Signal(32)
+        mk_qty = Signal(32)
+        mk_next = Signal(link_layout)
+        fill_qty = Signal(32)
+
+        def crosses(p: Any) -> Any:
+            r = rel(p)
+            return is_market | Mux(side == Side.BUY.value, r <= index, r >= index)
+
+        # -- Event emission -------------------------------------------------------------------------
+        ev = Signal(EVENT)
+        emit = Signal()
+        m.d.comb += [events.w_data.eq(ev.as_value()), events.w_en.eq(emit),
+                     ev.header.seq.eq(seq), ev.header.market.eq(market)]
+        with m.If(emit):
+            m.d.sync += seq.eq(seq + 1)
+            with m.If(ev.header.kind != EventKind.BATCH_CLOSED):
+                m.d.sync += batch_count.eq(batch_count + 1)
+
+        def emitting(*assignments: Any) -> Any:
+            """Offer an event in this state; the block under it runs in the clock it is taken."""
+            m.d.comb += assignments
+            m.d.comb += emit.eq(events.w_rdy)
+            return m.If(events.w_rdy)
+
+        def canceled(order_id: Any, qty: Any, reason: CancelReason) -> Any:
+            c = ev.body.canceled
+            return emitting(ev.header.kind.eq(EventKind.CANCELED), c.id.eq(order_id),
+                            c.qty.eq(qty), c.reason.eq(reason))
+
+        rej_reason = Signal(RejectReason, init=RejectReason.MALFORMED)
+        rej_id = Signal(32)
+
+        # -- Subroutine plumbing --------------------------------------------------------------------
+        returns: dict[str, dict[str, int]] = {}
+        ret_regs: dict[str, Signal] = {}
+
+        def call(sub: str, ret_state: str) -> None:
+            codes = returns.setdefault(sub, {})
+            code = codes.setdefault(ret_state, len(codes))
+            m.d.sync += ret_regs[sub].eq(code)
+            m.next = sub
+
+        def ret(sub: str) -> None:
+            with m.Switch(ret_regs[sub]):
+                for state, code in returns[sub].items():
+                    with m.Case(code):
+                        m.next = state
+
+        for sub in ("SEARCH", "LINK", "UNLINK", "REMOVE"):
+            ret_regs[sub] = Signal(8, name=f"ret_{sub.lower()}")
+
+        # Search arguments and result.
+        s_book = Signal(len(own_book))
+        s_desc = Signal()  # walk from high prices to low
+        s_next = Signal()  # 0: the best level; 1: the next worse level than s_p
+        s_p = Signal(log2_l)
+        s_found = Signal()
+        s_q = Signal(log2_l)
+
+        def search(book: Any, desc: Any, ret_state: str, after: Any = None) -> None:
+            m.d.sync += [s_book.eq(book), s_desc.eq(desc), s_next.eq(after is not None)]
+            if after is not None:
+                m.d.sync += s_p.eq(after)
+            call("SEARCH", ret_state)
+
+        # Link / unlink / remove arguments.
+        a_slot = Signal(slot_bits)
+        a_book = Signal(len(own_book))
+        a_p = Signal(log2_l)
+        rm_qty = Signal(32)
+
+        def link(slot: Any, book: Any, p: Any, sub: str, ret_state: str) -> None:
+            m.d.sync += [a_slot.eq(slot), a_book.eq(book), a_p.eq(p)]
+            call(sub, ret_state)
+
+        def remove(slot: Any, ret_state: str) -> None:
+            m.d.sync += a_slot.eq(slot)
+            call("REMOVE", ret_state)
+
+        init_addr = Signal(range(self.init_cycles + 1))
+        query = occupancy.i_query.payload
+        result = occupancy.o_result.payload
+
+        # -- The state machine ------------------------------------------------------------------------
+        with m.FSM(init="INIT"):
+            with m.State("INIT"):
+                # Clear the id map's valid bits and the level table's tails and totals.
+                m.d.comb += [id_w.addr.eq(init_addr), id_w.data.eq(0),
+                             id_w.en.eq(init_addr < cfg.ids),
+                             tail_w.addr.eq(init_addr), tail_w.data.eq(0),
+                             lqty_w.addr.eq(init_addr), lqty_w.data.eq(0),
+                             tail_w.en.eq(init_addr < self.level_rows),
+                             lqty_w.en.eq(init_addr < self.level_rows)]
+                m.d.sync += init_addr.eq(init_addr + 1)
+                with m.If((init_addr >= self.init_cycles - 1) & occupancy.ready & free_list.ready):
+                    m.d.sync += self.ready.eq(1)
+                    m.next = "IDLE"
+
+            with m.State("IDLE"):
+                m.d.comb += self.i_command.ready.eq(1)
+                with m.If(self.i_command.valid):
+                    m.d.sync += cmd.eq(self.i_command.payload)
+                    m.next = "DECODE"
+
+            # ---- Validation ----
+            def reject(reason: RejectReason, order_id: Any = 0) -> None:
+                m.d.sync += [rej_reason.eq(reason), rej_id.eq(order_id)]
+                m.next = "REJECT"
+
+            market_ok = market < cfg.markets
+            with m.State("DECODE"):
+                with m.Switch(op):
+                    with m.Case(Opcode.NEW_ORDER):
+                        malformed = (~market_ok | (new.id >= cfg.ids) | (new.qty == 0)
+                                     | (new.tif.as_value() == 3)
+                                     | (new.post_only & (is_market | (new.tif != TimeInForce.GTC))))
+                        with m.If(malformed):
+                            reject(RejectReason.MALFORMED, new.id)
+                        with m.Else():
+                            m.d.comb += id_r.addr.eq(new.id)
+                            m.d.sync += remaining.eq(new.qty)
+                            m.next = "NEW_CHECK"
+                    with m.Case(Opcode.CANCEL, Opcode.MODIFY):
+                        order_id = cmd.body.cancel.id
+                        with m.If(~market_ok | (order_id >= cfg.ids)):
+                            reject(RejectReason.MALFORMED, order_id)
+                        with m.Else():
+                            m.d.comb += id_r.addr.eq(order_id)
+                            m.next = "FIND"
+                    with m.Case(Opcode.MASS_CANCEL_ACCOUNT, Opcode.MASS_CANCEL_MARKET):
+                        with m.If(~market_ok):
+                            reject(RejectReason.MALFORMED)
+                        with m.Else():
+                            m.next = "MASS_START"
+                    with m.Case(Opcode.SET_WINDOW):
+                        with m.If(~market_ok | (cmd.body.set_window.lowest > (1 << 32) - L)):
+                            reject(RejectReason.MALFORMED)
+                        with m.Else():
+                            m.next = "WINDOW_START"
+                    with m.Case(Opcode.QUERY):
+                        with m.If(~market_ok | (cmd.body.query.levels == 0)):
+                            reject(RejectReason.MALFORMED)
+                        with m.Else():
+                            m.next = "QUERY_START"
+                    with m.Case(Opcode.CLOSE_BATCH):
+                        m.next = "CLOSE_BATCH"
+                    with m.Default():
+                        reject(RejectReason.MALFORMED)
+
+            with m.State("REJECT"):
+                r = ev.body.rejected
+                with emitting(ev.header.kind.eq(EventKind.REJECTED), r.id.eq(rej_id), r.op.eq(op),
+                              r.reason.eq(rej_reason)):
+                    m.next = "IDLE"
+
+            # ---- New order ----
+            is_limit = ~is_market
+            with m.State("NEW_CHECK"):
+                with m.If(id_r.data.valid):
+                    reject(RejectReason.DUPLICATE_ID, new.id)
+                with m.Elif(is_limit & ~in_window):
+                    reject(RejectReason.PRICE_OUTSIDE_WINDOW, new.id)
+                with m.Elif(is_limit & (new.tif == TimeInForce.GTC) & (resting >= cfg.orders)):
+                    reject(RejectReason.BOOK_FULL, new.id)
+                with m.Else():
+                    m.next = "ACCEPT"
+
+            with m.State("ACCEPT"):
+                a = ev.body.accepted
+                with emitting(ev.header.kind.eq(EventKind.ACCEPTED), a.id.eq(new.id),
+                              a.account.eq(new.account), a.price.eq(Mux(is_market, 0, new.price)),
+                              a.qty.eq(new.qty), a.side.eq(new.side), a.type.eq(new.type),
+                              a.tif.eq(new.tif), a.post_only.eq(new.post_only), a.stp.eq(new.stp)):
+                    m.d.sync += need.eq(new.qty)
+                    with m.If(new.post_only):
+                        search(opp_book, opp_desc, "POST_ONLY_CHECK")
+                    with m.Elif(new.tif == TimeInForce.FOK):
+                        search(opp_book, opp_desc, "FOK_LEVEL")
+                    with m.Else():
+                        search(opp_book, opp_desc, "TAKE_LEVEL")
+
+            with m.State("POST_ONLY_CHECK"):
+                with m.If(s_found & crosses(s_q)):
+                    m.next = "POST_ONLY_CANCEL"
+                with m.Else():
+                    m.next = "REMAINDER"
+            with m.State("POST_ONLY_CANCEL"):
+                with canceled(new.id, new.qty, CancelReason.POST_ONLY_WOULD_CROSS):
+                    m.next = "IDLE"
+
+            # FOK: walk the crossing levels (their totals, or their orders under self-trade
+            # prevention) until the quantity is covered, before anything happens.
+            with m.State("FOK_LEVEL"):
+                with m.If(~s_found | ~crosses(s_q)):
+                    m.next = "FOK_CANCEL"
+                with m.Else():
+                    m.d.comb += l_raddr.eq(level_addr(opp_book, s_q))
+                    m.d.sync += lvl_p.eq(s_q)
+                    with m.If(new.stp == StpMode.NONE):
+                        m.next = "FOK_TOTAL"
+                    with m.Else():
+                        m.next = "FOK_HEAD"
+            with m.State("FOK_TOTAL"):
+                covered = need - lqty_r.data
+                m.d.sync += need.eq(covered)
+                with m.If(covered <= 0):
+                    search(opp_book, opp_desc, "TAKE_LEVEL")
+                with m.Else():
+                    search(opp_book, opp_desc, "FOK_LEVEL", after=lvl_p)
+            with m.State("FOK_HEAD"):
+                m.d.comb += o_raddr.eq(head_r.data)
+                m.next = "FOK_ORDER"
+            with m.State("FOK_ORDER"):
+                own = info_r.data.account == new.account
+                covered = need - oqty_r.data
+                with m.If(own & (new.stp != StpMode.CANCEL_MAKER)):
+                    m.next = "FOK_CANCEL"  # the taker would stop here, short of its quantity
+                with m.Elif(~own & (covered <= 0)):
+                    search(opp_book, opp_desc, "TAKE_LEVEL")
+                with m.Else():
+                    with m.If(~own):
+                        m.d.sync += need.eq(covered)
+                    with m.If(next_r.data.valid):
+                        m.d.comb += o_raddr.eq(next_r.data.slot)
+                    with m.Else():
+                        search(opp_book, opp_desc, "FOK_LEVEL", after=lvl_p)
+            with m.State("FOK_CANCEL"):
+                with canceled(new.id, new.qty, CancelReason.FOK_NOT_FILLABLE):
+                    m.next = "IDLE"
+
+            # Take liquidity: best level first, oldest order first.
+            with m.State("TAKE_LEVEL"):
+                with m.If(~s_found | ~crosses(s_q)):
+                    m.next = "REMAINDER"
+                with m.Else():
+                    m.d.comb += l_raddr.eq(level_addr(opp_book, s_q))
+                    m.d.sync += lvl_p.eq(s_q)
+                    m.next = "TAKE_HEAD"
+            with m.State("TAKE_HEAD"):
+                m.d.comb += [o_raddr.eq(head_r.data), l_raddr.eq(level_addr(opp_book, lvl_p))]
+                m.d.sync += cur.eq(head_r.data)
+                m.next = "TAKE_ORDER"
+            with m.State("TAKE_ORDER"):
+                maker_qty = oqty_r.data
+                qty = Mux(maker_qty < remaining, maker_qty, remaining)
+                m.d.sync += [mk_id.eq(info_r.data.id), mk_account.eq(info_r.data.account),
+                             mk_qty.eq(maker_qty), mk_next.eq(next_r.data)]
+                with m.If((new.stp != StpMode.NONE) & (info_r.data.account == new.account)):
+                    with m.If(new.stp == StpMode.CANCEL_TAKER):
+                        m.next = "TAKER_SELF_TRADE"
+                    with m.Else():
+                        m.next = "MAKER_SELF_TRADE"
+                with m.Else():
+                    m.d.comb += [oqty_w.addr.eq(cur), oqty_w.data.eq(maker_qty - qty), oqty_w.en.eq(1),
+                                 lqty_w.addr.eq(level_addr(opp_book, lvl_p)),
+                                 lqty_w.data.eq(lqty_r.data - qty), lqty_w.en.eq(1)]
+                    m.d.sync += [fill_qty.eq(qty), remaining.eq(remaining - qty)]
+                    m.next = "FILL"
+            with m.State("FILL"):
+                f = ev.body.fill
+                with emitting(ev.header.kind.eq(EventKind.FILL), f.maker.eq(mk_id), f.taker.eq(new.id),
+                              f.maker_account.eq(mk_account), f.taker_account.eq(new.account),
+                              f.price.eq(cur_lowest + rel(lvl_p)), f.qty.eq(fill_qty),
+                              f.maker_remaining.eq(mk_qty - fill_qty),
+                              f.taker_remaining.eq(remaining), f.taker_side.eq(new.side)):
+                    with m.If(mk_qty == fill_qty):
+                        remove(cur, "TAKE_NEXT")
+                    with m.Else():
+                        m.next = "TAKE_NEXT"
+            with m.State("TAKE_NEXT"):
+                with m.If(remaining == 0):
+                    m.next = "IDLE"
+                with m.Elif(mk_next.valid):
+                    m.d.comb += [o_raddr.eq(mk_next.slot), l_raddr.eq(level_addr(opp_book, lvl_p))]
+                    m.d.sync += cur.eq(mk_next.slot)
+                    m.next = "TAKE_ORDER"
+                with m.Else():
+                    search(opp_book, opp_desc, "TAKE_LEVEL")
+            with m.State("MAKER_SELF_TRADE"):
+                with canceled(mk_id, mk_qty, CancelReason.SELF_TRADE):
+                    remove(cur, "AFTER_MAKER_SELF_TRADE")
+            with m.State("AFTER_MAKER_SELF_TRADE"):
+                with m.If(new.stp == StpMode.CANCEL_BOTH):
+                    m.next = "TAKER_SELF_TRADE"
+                with m.Else():
+                    m.next = "TAKE_NEXT"
+            with m.State("TAKER_SELF_TRADE"):
+                with canceled(new.id, remaining, CancelReason.SELF_TRADE):
+                    m.next = "IDLE"
+
+            with m.State("REMAINDER"):
+                with m.If(is_market):
+                    with canceled(new.id, remaining, CancelReason.MARKET_REMAINDER):
+                        m.next = "IDLE"
+                with m.Elif(new.tif == TimeInForce.IOC):
+                    with canceled(new.id, remaining, CancelReason.IOC_REMAINDER):
+                        m.next = "IDLE"
+                with m.Else():  # GTC (a FOK order found fillable has no remainder)
+                    m.next = "REST"
+            with m.State("REST"):
+                slot = free_list.slot
+                own_p = new.price[:log2_l]
+                m.d.comb += [free_list.alloc.eq(1),
+                             info_w.addr.eq(slot), info_w.en.eq(1),
+                             info_w.data.id.eq(new.id), info_w.data.account.eq(new.account),
+                             info_w.data.market.eq(market), info_w.data.side.eq(side),
+                             info_w.data.level.eq(own_p),
+                             oqty_w.addr.eq(slot), oqty_w.data.eq(remaining), oqty_w.en.eq(1),
+                             id_w.addr.eq(new.id), id_w.data.valid.eq(1), id_w.data.slot.eq(slot),
+                             id_w.en.eq(1)]
+                m.d.sync += [resting.eq(resting + 1), lvl_p.eq(own_p), rm_qty.eq(remaining)]
+                link(slot, own_book, own_p, "LINK", "ADD_TOTAL")
+
+            # Add rm_qty to the total of level (a_book, a_p).
+            with m.State("ADD_TOTAL"):
+                m.d.comb += l_raddr.eq(level_addr(a_book, a_p))
+                m.next = "ADD_TOTAL_WRITE"
+            with m.State("ADD_TOTAL_WRITE"):
+                m.d.comb += [lqty_w.addr.eq(level_addr(a_book, a_p)),
+                             lqty_w.data.eq(lqty_r.data + rm_qty), lqty_w.en.eq(1)]
+                m.next = "IDLE"
+
+            # ---- Cancel and modify ----
+            with m.State("FIND"):
+                with m.If(~id_r.data.valid):
+                    reject(RejectReason.UNKNOWN_ID, cmd.body.cancel.id)
+                with m.Else():
+                    m.d.comb += o_raddr.eq(id_r.data.slot)
+                    m.d.sync += cur.eq(id_r.data.slot)
+                    m.next = "FOUND"
+            with m.State("FOUND"):
+                info = info_r.data
+                m.d.sync += [mk_id.eq(info.id), mk_qty.eq(oqty_r.data), mk_next.eq(next_r.data),
+                             lvl_book.eq(Cat(info.side, info.market)), lvl_p.eq(info.level)]
+                with m.If(info.market != market):
+                    reject(RejectReason.UNKNOWN_ID, cmd.body.cancel.id)
+                with m.Elif((op == Opcode.CANCEL) | (cmd.body.modify.qty == 0)):
+                    m.next = "USER_CANCEL"
+                with m.Else():
+                    m.next = "MODIFY"
+            with m.State("USER_CANCEL"):
+                with canceled(mk_id, mk_qty, CancelReason.USER):
+                    remove(cur, "IDLE")
+            new_qty = cmd.body.modify.qty
+            requeued = new_qty > mk_qty
+            with m.State("MODIFY"):
+                m.d.comb += [l_raddr.eq(level_addr(lvl_book, lvl_p)),
+                             oqty_w.addr.eq(cur), oqty_w.data.eq(new_qty), oqty_w.en.eq(1)]
+                m.next = "MODIFY_TOTAL"
+            with m.State("MODIFY_TOTAL"):
+                m.d.comb += [lqty_w.addr.eq(level_addr(lvl_book, lvl_p)),
+                             lqty_w.data.eq(lqty_r.data + new_qty - mk_qty), lqty_w.en.eq(1)]
+                with m.If(requeued & mk_next.valid):  # to the back of the level
+                    link(cur, lvl_book, lvl_p, "UNLINK", "MODIFY_REQUEUE")
+                with m.Else():
+                    m.next = "MODIFIED"
+            with m.State("MODIFY_REQUEUE"):
+                link(cur, lvl_book, lvl_p, "LINK", "MODIFIED")
+            with m.State("MODIFIED"):
+                md = ev.body.modified
+                with emitting(ev.header.kind.eq(EventKind.MODIFIED), md.id.eq(mk_id),
+                              md.qty.eq(new_qty), md.requeued.eq(requeued)):
+                    m.next = "IDLE"
+
+            # ---- Mass cancel: bids best first, then asks best first, oldest first ----
+            mc_side = Signal()
+            mc_count = Signal(32)
+            whole = op == Opcode.MASS_CANCEL_MARKET
+            mc_book = Cat(mc_side, market[:self.market_bits])
+            with m.State("MASS_START"):
+                m.d.sync += [mc_side.eq(Side.BUY.value), mc_count.eq(0)]
+                search(Cat(Const(Side.BUY.value, 1), market[:self.market_bits]), 1, "MASS_LEVEL")
+            with m.State("MASS_LEVEL"):
+                with m.If(s_found):
+                    m.d.comb += l_raddr.eq(level_addr(mc_book, s_q))
+                    m.d.sync += lvl_p.eq(s_q)
+                    m.next = "MASS_HEAD"
+                with m.Elif(mc_side == Side.BUY.value):
+                    m.d.sync += mc_side.eq(Side.SELL.value)
+                    search(Cat(Const(Side.SELL.value, 1), market[:self.market_bits]), 0, "MASS_LEVEL")
+                with m.Else():
+                    m.next = "MASS_DONE"
+            with m.State("MASS_HEAD"):
+                m.d.comb += o_raddr.eq(head_r.data)
+                m.d.sync += cur.eq(head_r.data)
+                m.next = "MASS_ORDER"
+            with m.State("MASS_ORDER"):
+                m.d.sync += [mk_id.eq(info_r.data.id), mk_qty.eq(oqty_r.data), mk_next.eq(next_r.data)]
+                with m.If(whole | (info_r.data.account == cmd.body.mass_cancel_account.account)):
+                    m.next = "MASS_CANCEL"
+                with m.Else():
+                    m.next = "MASS_NEXT"
+            with m.State("MASS_CANCEL"):
+                with canceled(mk_id, mk_qty, CancelReason.MASS_CANCEL):
+                    m.d.sync += mc_count.eq(mc_count + 1)
+                    remove(cur, "MASS_NEXT")
+            with m.State("MASS_NEXT"):
+                with m.If(mk_next.valid):
+                    m.d.comb += o_raddr.eq(mk_next.slot)
+                    m.d.sync += cur.eq(mk_next.slot)
+                    m.next = "MASS_ORDER"
+                with m.Else():
+                    search(mc_book, mc_side == Side.BUY.value, "MASS_LEVEL", after=lvl_p)
+            with m.State("MASS_DONE"):
+                mcd = ev.body.mass_canceled
+                with emitting(ev.header.kind.eq(EventKind.MASS_CANCELED),
+                              mcd.account.eq(Mux(whole, 0, cmd.body.mass_cancel_account.account)),
+                              mcd.count.eq(mc_count), mcd.whole_market.eq(whole)):
+                    m.next = "IDLE"
+
+            # ---- Set window: every resting order must stay inside the new window ----
+            new_lowest = cmd.body.set_window.lowest
+            sw_step = Signal(2)  # bids highest, bids lowest, asks highest, asks lowest
+            sw_bad = Signal()
+            with m.State("WINDOW_START"):
+                m.d.sync += [sw_step.eq(0), sw_bad.eq(0)]
+                search(Cat(sw_step[1], market[:self.market_bits]), 1, "WINDOW_CHECK")
+            with m.State("WINDOW_CHECK"):
+                price = Signal(33)
+                m.d.comb += price.eq(cur_lowest + rel(s_q))
+                high = ~sw_step[0]
+                with m.If(s_found & Mux(high, price >= new_lowest + L, price < new_lowest)):
+                    m.d.sync += sw_bad.eq(1)
+                m.d.sync += sw_step.eq(sw_step + 1)
+                with m.If(sw_step == 3):
+                    m.next = "WINDOW_DECIDE"
+                with m.Else():
+                    following = sw_step + 1
+                    search(Cat(following[1], market[:self.market_bits]), ~following[0], "WINDOW_CHECK")
+            with m.State("WINDOW_DECIDE"):
+                with m.If(sw_bad):
+                    reject(RejectReason.PRICE_OUTSIDE_WINDOW)
+                with m.Else():
+                    m.next = "WINDOW_SET"
+            with m.State("WINDOW_SET"):
+                with emitting(ev.header.kind.eq(EventKind.WINDOW_SET),
+                              ev.body.window_set.lowest.eq(new_lowest)):
+                    m.d.sync += cur_lowest.eq(new_lowest)
+                    m.next = "IDLE"
+
+            # ---- Query: rows of the rank-th best bid and ask ----
+            rank = Signal(8)
+            bid_found, ask_found, next_bid_found, next_ask_found = (Signal(name=n) for n in (
+                "bid_found", "ask_found", "next_bid_found", "next_ask_found"))
+            bid_p, ask_p, next_bid_p, next_ask_p = (Signal(log2_l, name=n) for n in (
+                "bid_p", "ask_p", "next_bid_p", "next_ask_p"))
+            bid_qty, ask_qty = Signal(LEVEL_QTY_BITS), Signal(LEVEL_QTY_BITS)
+            bids = Cat(Const(Side.BUY.value, 1), market[:self.market_bits])
+            asks = Cat(Const(Side.SELL.value, 1), market[:self.market_bits])
+            with m.State("QUERY_START"):
+                m.d.sync += rank.eq(0)
+                search(bids, 1, "QUERY_BEST_BID")
+            with m.State("QUERY_BEST_BID"):
+                m.d.sync += [bid_found.eq(s_found), bid_p.eq(s_q)]
+                search(asks, 0, "QUERY_BEST_ASK")
+            with m.State("QUERY_BEST_ASK"):
+                m.d.sync += [ask_found.eq(s_found), ask_p.eq(s_q)]
+                m.next = "QUERY_TOTALS"
+            with m.State("QUERY_TOTALS"):
+                m.d.comb += l_raddr.eq(level_addr(bids, bid_p))
+                m.next = "QUERY_BID_TOTAL"
+            with m.State("QUERY_BID_TOTAL"):
+                m.d.comb += l_raddr.eq(level_addr(asks, ask_p))
+                m.d.sync += bid_qty.eq(lqty_r.data)
+                m.next = "QUERY_ASK_TOTAL"
+            with m.State("QUERY_ASK_TOTAL"):
+                m.d.sync += ask_qty.eq(lqty_r.data)
+                with m.If(bid_found):
+                    search(bids, 1, "QUERY_NEXT_BID", after=bid_p)
+                with m.Else():
+                    m.d.sync += next_bid_found.eq(0)
+                    m.next = "QUERY_NEXT_ASK"
+            with m.State("QUERY_NEXT_BID"):
+                m.d.sync += [next_bid_found.eq(s_found), next_bid_p.eq(s_q)]
+                m.next = "QUERY_NEXT_ASK"
+            with m.State("QUERY_NEXT_ASK"):
+                with m.If(ask_found):
+                    search(asks, 0, "QUERY_ROW", after=ask_p)
+                with m.Else():
+                    m.d.sync += s_found.eq(0)
+                    m.next = "QUERY_ROW"
+            with m.State("QUERY_ROW"):
+                last = (rank + 1 == cmd.body.query.levels) | (~next_bid_found & ~s_found)
+                b = ev.body.book
+                with emitting(ev.header.kind.eq(EventKind.BOOK), b.rank.eq(rank),
+                              b.bid_price.eq(Mux(bid_found, cur_lowest + rel(bid_p), 0)),
+                              b.bid_qty.eq(Mux(bid_found, bid_qty, 0)),
+                              b.ask_price.eq(Mux(ask_found, cur_lowest + rel(ask_p), 0)),
+                              b.ask_qty.eq(Mux(ask_found, ask_qty, 0)), b.last.eq(last)):
+                    m.d.sync += [rank.eq(rank + 1), bid_found.eq(next_bid_found), bid_p.eq(next_bid_p),
+                                 ask_found.eq(s_found), ask_p.eq(s_q)]
+                    with m.If(last):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "QUERY_TOTALS"
+
+            # ---- Close batch ----
+            with m.State("CLOSE_BATCH"):
+                bc = ev.body.batch_closed
+                m.d.comb += ev.header.market.eq(0)
+                with emitting(ev.header.kind.eq(EventKind.BATCH_CLOSED), bc.batch.eq(batch),
+                              bc.count.eq(batch_count)):
+                    m.d.sync += [batch.eq(batch + 1), batch_count.eq(0)]
+                    m.next = "IDLE"
+
+            # ---- Subroutine: remove order a_slot from the book, whatever quantity it has ----
+            with m.State("REMOVE"):
+                m.d.comb += o_raddr.eq(a_slot)
+                m.next = "REMOVE_READ"
+            with m.State("REMOVE_READ"):
+                info = info_r.data
+                book = Cat(info.side, info.market)
+                m.d.comb += [l_raddr.eq(level_addr(book, info.level)),
+                             id_w.addr.eq(info.id), id_w.data.eq(0), id_w.en.eq(1),
+                             free_list.i_free.valid.eq(1), free_list.i_free.payload.eq(a_slot)]
+                m.d.sync += [resting.eq(resting - 1), a_book.eq(book), a_p.eq(info.level),
+                             rm_qty.eq(oqty_r.data)]
+                m.next = "REMOVE_TOTAL"
+            with m.State("REMOVE_TOTAL"):
+                m.d.comb += [lqty_w.addr.eq(level_addr(a_book, a_p)),
+                             lqty_w.data.eq(lqty_r.data - rm_qty), lqty_w.en.eq(1)]
+                call("UNLINK", "REMOVE_DONE")
+            with m.State("REMOVE_DONE"):
+                ret("REMOVE")
+
+            # ---- Subroutine: take order a_slot out of level (a_book, a_p)'s list ----
+            with m.State("UNLINK"):
+                m.d.comb += o_raddr.eq(a_slot)
+                m.next = "UNLINK_WRITE"
+            with m.State("UNLINK_WRITE"):
+                prev, nxt = prev_r.data, next_r.data
+                addr = level_addr(a_book, a_p)
+                with m.If(prev.valid):
+                    m.d.comb += [next_w.addr.eq(prev.slot), next_w.data.eq(nxt), next_w.en.eq(1)]
+                with m.Else():
+                    m.d.comb += [head_w.addr.eq(addr), head_w.data.eq(nxt.slot), head_w.en.eq(1)]
+                with m.If(nxt.valid):
+                    m.d.comb += [prev_w.addr.eq(nxt.slot), prev_w.data.eq(prev), prev_w.en.eq(1)]
+                with m.Else():
+                    m.d.comb += [tail_w.addr.eq(addr), tail_w.data.eq(prev), tail_w.en.eq(1)]
+                with m.If(~prev.valid & ~nxt.valid):  # the level is empty now
+                    m.d.comb += [occupancy.i_update.valid.eq(1),
+                                 occupancy.i_update.payload.book.eq(a_book),
+                                 occupancy.i_update.payload.index.eq(a_p),
+                                 occupancy.i_update.payload.set.eq(0)]
+                ret("UNLINK")
+
+            # ---- Subroutine: append order a_slot at the back of level (a_book, a_p) ----
+            with m.State("LINK"):
+                m.d.comb += [l_raddr.eq(level_addr(a_book, a_p)),
+                             next_w.addr.eq(a_slot), next_w.data.eq(0), next_w.en.eq(1)]
+                m.next = "LINK_WRITE"
+            with m.State("LINK_WRITE"):
+                tail = tail_r.data
+                addr = level_addr(a_book, a_p)
+                m.d.comb += [prev_w.addr.eq(a_slot), prev_w.data.eq(tail), prev_w.en.eq(1),
+                             tail_w.addr.eq(addr), tail_w.data.valid.eq(1), tail_w.data.slot.eq(a_slot),
+                             tail_w.en.eq(1)]
+                with m.If(tail.valid):
+                    m.d.comb += [next_w.addr.eq(tail.slot), next_w.data.valid.eq(1),
+                                 next_w.data.slot.eq(a_slot), next_w.en.eq(1)]
+                with m.Else():  # the level was empty
+                    m.d.comb += [head_w.addr.eq(addr), head_w.data.eq(a_slot), head_w.en.eq(1),
+                                 occupancy.i_update.valid.eq(1),
+                                 occupancy.i_update.payload.book.eq(a_book),
+                                 occupancy.i_update.payload.index.eq(a_p),
+                                 occupancy.i_update.payload.set.eq(1)]
+                ret("LINK")
+
+            # ---- Subroutine: the best level of book s_book, or the next worse than s_p ----
+            # Addresses are prices modulo the window; in window order they start at ``base``.
+            # Descending (bids' priority): the wrapped addresses below base are the highest
+            # prices. One query when base is 0, else a second one when the first finds nothing.
+            with m.State("SEARCH"):
+                m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(s_book)]
+                with m.If(s_desc):
+                    m.d.comb += [query.mode.eq(Mux(s_next | (base != 0), QueryMode.NEXT_BELOW,
+                                                   QueryMode.BEST_HIGH)),
+                                 query.index.eq(Mux(s_next, s_p, base))]
+                with m.Else():
+                    m.d.comb += [query.mode.eq(Mux(s_next | (base != 0), QueryMode.NEXT_ABOVE,
+                                                   QueryMode.BEST_LOW)),
+                                 query.index.eq(Mux(s_next, s_p, base - 1))]
+                with m.If(occupancy.i_query.ready):
+                    m.next = "SEARCH_FIRST"
+            with m.State("SEARCH_FIRST"):
+                with m.If(occupancy.o_result.valid):
+                    q = result.index
+                    m.d.sync += s_q.eq(q)
+                    wrapped = Mux(s_desc, s_p < base, s_p >= base)  # s_p where a 2nd query helps
+                    valid = ~s_next | wrapped | Mux(s_desc, q >= base, q < base)
+                    with m.If(result.found):
+                        m.d.sync += s_found.eq(valid)
+                        ret("SEARCH")
+                    with m.Elif(Mux(s_next, wrapped, base != 0)):
+                        m.next = "SEARCH_AGAIN"
+                    with m.Else():
+                        m.d.sync += s_found.eq(0)
+                        ret("SEARCH")
+            with m.State("SEARCH_AGAIN"):
+                m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(s_book),
+                             query.mode.eq(Mux(s_desc, QueryMode.BEST_HIGH, QueryMode.BEST_LOW))]
+                with m.If(occupancy.i_query.ready):
+                    m.next = "SEARCH_SECOND"
+            with m.State("SEARCH_SECOND"):
+                with m.If(occupancy.o_result.valid):
+                    q = result.index
+                    m.d.sync += [s_q.eq(q), s_found.eq(result.found & (
+                        ~s_next | Mux(s_desc, q >= base, q < base)))]
+                    ret("SEARCH")
+
+        return m

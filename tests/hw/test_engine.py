@@ -1,0 +1,215 @@
+# amaranth: UnusedElaboratable=no
+"""The matching engine gateware against the reference model, in Amaranth's simulator.
+
+Every hand-written rule case of ``tests/test_matching_rules.py`` is replayed on the engine (its
+commands are recorded while the case runs on the model), then random command mixes aimed at the
+edges (tiny id space, full books, moving windows whose lowest tick is no multiple of the level
+count, every order type and flag) and generated flows, with idle gaps and backpressure. The long
+flows run under Verilator (tests/sim).
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
+
+import pytest
+import test_matching_rules as rules  # tests/test_matching_rules.py
+from engine_harness import run_engine  # tests/hw/engine_harness.py
+
+from ocee.host.flowgen import FlowParams, generate_flow
+from ocee.hw.matching.config import MatchingConfig
+from ocee.hw.matching.engine import MatchingEngine
+from ocee.hw.matching.model import MatchingModel
+from ocee.hw.protocol import (
+    COMMAND_CODEC,
+    Cancel,
+    CloseBatch,
+    Command,
+    MassCancelAccount,
+    MassCancelMarket,
+    Modify,
+    NewOrder,
+    OrderType,
+    Query,
+    SetWindow,
+    Side,
+    StpMode,
+    TimeInForce,
+)
+
+SMALL = MatchingConfig(markets=2, levels=64, orders=64, ids=256)
+
+
+class _Recorder:
+    """Patches the model's entry points to log every command record each model instance gets."""
+
+    def __init__(self) -> None:
+        self.log: dict[int, tuple[MatchingModel, list[bytes]]] = {}
+        self._in_bytes: set[int] = set()
+        self._execute, self._execute_bytes = MatchingModel.execute, MatchingModel.execute_bytes
+
+    def _record(self, model: MatchingModel, raw: bytes) -> None:
+        self.log.setdefault(id(model), (model, []))[1].append(raw)
+
+    def patches(self) -> tuple[Any, Any]:
+        recorder = self
+
+        def execute(model: MatchingModel, command: Command) -> Any:
+            if id(model) not in recorder._in_bytes:
+                recorder._record(model, COMMAND_CODEC.pack(command))
+            return recorder._execute(model, command)
+
+        def execute_bytes(model: MatchingModel, raw: bytes) -> Any:
+            recorder._record(model, raw)
+            recorder._in_bytes.add(id(model))
+            try:
+                return recorder._execute_bytes(model, raw)
+            finally:
+                recorder._in_bytes.discard(id(model))
+
+        return (mock.patch.object(MatchingModel, "execute", execute),
+                mock.patch.object(MatchingModel, "execute_bytes", execute_bytes))
+
+
+def _recorded_rule_cases() -> Iterator[tuple[str, MatchingConfig, list[bytes]]]:
+    """Each rule case's command records, per model it drove, as the model received them."""
+    for name, case in inspect.getmembers(rules, inspect.isfunction):
+        if not name.startswith("test_"):
+            continue
+        params: list[dict[str, Any]] = [{}]
+        for mark in getattr(case, "pytestmark", []):
+            if mark.name == "parametrize":
+                params = [{mark.args[0]: v} for v in mark.args[1]]
+        for n, kwargs in enumerate(params):
+            recorder = _Recorder()
+            patch_execute, patch_bytes = recorder.patches()
+            with patch_execute, patch_bytes:
+                case(**kwargs)
+            for k, (model, raws) in enumerate(recorder.log.values()):
+                yield f"{name}[{n}.{k}]", model.config, raws
+
+
+RULE_CASES = list(_recorded_rule_cases())
+
+
+def test_every_rule_case_was_recorded() -> None:
+    names = {name.split("[")[0] for name, _, _ in RULE_CASES}
+    expected = {n for n, _ in inspect.getmembers(rules, inspect.isfunction) if n.startswith("test_")}
+    assert names == expected
+    assert sum(len(raws) for _, _, raws in RULE_CASES) > 150
+
+
+@pytest.mark.parametrize(("name", "config", "raws"), RULE_CASES, ids=[c[0] for c in RULE_CASES])
+def test_rule_case(name: str, config: MatchingConfig, raws: list[bytes]) -> None:
+    assert run_engine(config, raws, idle=0.3, ready=0.6, seed=len(raws)) >= len(raws)
+
+
+def edge_commands(rng: random.Random, count: int, config: MatchingConfig) -> list[Command]:
+    """Random commands aimed at the corners: few ids (duplicates, unknown ids), a window that
+    moves to lowest ticks that are no multiple of the level count, prices at and beyond its
+    edges, full books, every order type, time in force, post-only and self-trade mode, small
+    quantities so that orders fill partly and sweep levels."""
+    levels, markets = config.levels, config.markets
+    lowest = [0] * markets
+    ids = min(config.ids, 3 * config.orders // 2)
+    issued: list[int] = [0]  # ids of new orders sent: cancels and modifies mostly name these
+    commands: list[Command] = []
+
+    def some_id() -> int:
+        return rng.choice(issued[-24:]) if rng.random() < 0.85 else rng.randrange(ids + 2)
+
+    for _ in range(count):
+        market = rng.randrange(markets + (1 if rng.random() < 0.02 else 0))  # sometimes invalid
+        lo = lowest[market % markets]
+        mid = lo + levels // 2
+        roll = rng.random()
+        if roll < 0.55:
+            kind = rng.random()
+            post_only = kind < 0.1
+            issued.append(rng.randrange(ids + 2))
+            commands.append(NewOrder(
+                market=market, id=issued[-1], account=rng.randrange(4),
+                price=min(max(0, mid + rng.randint(-levels // 2 - 2, levels // 2 + 1)), (1 << 32) - 1),
+                qty=rng.choice([0, 1, 1, 2, 3, 5, 8, 13, 40]) if rng.random() < 0.97 else 0xFFFF_FFFF,
+                side=rng.choice([Side.BUY, Side.SELL]),
+                type=OrderType.MARKET if 0.1 <= kind < 0.2 else OrderType.LIMIT,
+                tif=TimeInForce.GTC if post_only or rng.random() < 0.6 else rng.choice(list(TimeInForce)),
+                post_only=post_only or rng.random() < 0.01, stp=rng.choice(list(StpMode))))
+        elif roll < 0.7:
+            commands.append(Cancel(market=market, id=some_id()))
+        elif roll < 0.84:
+            commands.append(Modify(market=market, id=some_id(), qty=rng.choice([0, 1, 2, 4, 9, 30])))
+        elif roll < 0.86:
+            commands.append(MassCancelAccount(market=market, account=rng.randrange(4)))
+        elif roll < 0.865:
+            commands.append(MassCancelMarket(market=market))
+        elif roll < 0.93:
+            new = max(0, lo + rng.randint(-levels // 4, levels // 4))
+            if rng.random() < 0.05:
+                new = (1 << 32) - levels + rng.randint(-1, 1)
+            commands.append(SetWindow(market=market, lowest=new))
+            if market < markets and new + levels <= 1 << 32:
+                lowest[market] = new  # the model decides; a rejected move keeps the old window,
+        elif roll < 0.98:  # which the generator then only approximates: fine for coverage
+            commands.append(Query(market=market, levels=rng.choice([0, 1, 2, 3, 255])))
+        else:
+            commands.append(CloseBatch(market=rng.randrange(256)))
+    return commands
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_edge_mix(seed: int) -> None:
+    rng = random.Random(seed)
+    config = MatchingConfig(markets=3, levels=64, orders=8, ids=32) if seed == 3 else SMALL
+    commands = edge_commands(rng, 1200, config)
+    run_engine(config, commands, idle=0.2 * (seed % 2), ready=1.0 - 0.3 * (seed % 2), seed=seed)
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_generated_flow(seed: int) -> None:
+    flow = list(generate_flow(FlowParams(commands=1500, seed=seed, markets=2, depth=12, config=SMALL)))
+    run_engine(SMALL, flow, idle=0.25, ready=0.7, seed=seed)
+
+
+def test_engine_needs_two_slots() -> None:
+    with pytest.raises(ValueError, match="at least 2 order slots, not 1"):
+        MatchingEngine(MatchingConfig(markets=1, levels=64, orders=1, ids=4))
+
+
+@pytest.mark.parametrize("lowest", [1, 40, 63, 81])
+def test_window_wrap_edges(lowest: int) -> None:
+    """Levels are addressed by price modulo the level count: orders at the window's first and
+    last ticks and on both sides of the address wrap, walked by queries, sweeps, FOK scans and
+    mass cancels in both directions."""
+    levels = SMALL.levels
+    wrap = (lowest // levels + 1) * levels  # the price whose address is 0
+    prices = sorted({lowest, lowest + 1, wrap - 1, wrap, wrap + 1, lowest + levels - 1})
+    commands: list[Command] = [SetWindow(market=1, lowest=lowest)]
+    next_id = iter(range(1, 1000))
+
+    def ladder(side: Side, account: int = 1) -> None:
+        for price in prices:
+            commands.append(NewOrder(market=1, id=next(next_id), account=account, price=price, qty=2,
+                                     side=side))
+
+    ladder(Side.BUY)
+    commands += [Query(market=1, levels=255), Query(market=1, levels=2),
+                 NewOrder(market=1, id=next(next_id), account=2, qty=2 * len(prices) - 1,
+                          side=Side.SELL, type=OrderType.MARKET, tif=TimeInForce.FOK),
+                 NewOrder(market=1, id=next(next_id), account=2, qty=2 * len(prices) - 1,
+                          side=Side.SELL, type=OrderType.MARKET)]
+    ladder(Side.SELL)
+    commands += [Query(market=1, levels=255),
+                 NewOrder(market=1, id=next(next_id), account=1, qty=3, side=Side.BUY,
+                          type=OrderType.MARKET, stp=StpMode.CANCEL_MAKER),
+                 NewOrder(market=1, id=next(next_id), account=2, price=wrap, qty=5, side=Side.BUY,
+                          tif=TimeInForce.FOK)]
+    ladder(Side.BUY, account=3)
+    commands += [Query(market=1, levels=255), SetWindow(market=1, lowest=lowest + 1),
+                 SetWindow(market=1, lowest=max(0, lowest - 1)), MassCancelAccount(market=1, account=1),
+                 Query(market=1, levels=255), MassCancelMarket(market=1), Query(market=1, levels=1)]
+    run_engine(SMALL, commands, seed=lowest)
