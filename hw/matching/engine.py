@@ -609,10 +609,10 @@ class MatchingEngine(wiring.Component):
 
             # ---- Query: rows of the rank-th best bid and ask ----
             rank = Signal(8)
-            bid_found, ask_found, next_bid_found, next_ask_found = (Signal(name=n) for n in (
-                "bid_found", "ask_found", "next_bid_found", "next_ask_found"))
-            bid_p, ask_p, next_bid_p, next_ask_p = (Signal(log2_l, name=n) for n in (
-                "bid_p", "ask_p", "next_bid_p", "next_ask_p"))
+            # The next ask level comes back in s_found / s_q, read in the row's own state.
+            bid_found, ask_found, next_bid_found = (Signal(name=n) for n in (
+                "bid_found", "ask_found", "next_bid_found"))
+            bid_p, ask_p, next_bid_p = (Signal(log2_l, name=n) for n in ("bid_p", "ask_p", "next_bid_p"))
             bid_qty, ask_qty = Signal(LEVEL_QTY_BITS), Signal(LEVEL_QTY_BITS)
             bids = Cat(Const(Side.BUY.value, 1), market[:self.market_bits])
             asks = Cat(Const(Side.SELL.value, 1), market[:self.market_bits])
