@@ -101,8 +101,14 @@ def _batch_hasher(k: int) -> Any:
     return BatchHasher(k)
 
 
+def _matching_engine(k: int) -> Any:
+    from .matching.engine import MatchingEngine
+    return MatchingEngine()  # the ULX3S configuration; k (a hashing parameter) does not apply
+
+
 #: Blocks ``ocee hw synth`` knows, each built from a rounds-per-cycle parameter.
 BLOCKS: dict[str, Callable[[int], Any]] = {
+    "matching-engine": _matching_engine,
     "keccak-f1600": _keccak,
     "leaf-hasher": _leaf_hasher,
     "batch-hasher": _batch_hasher,

@@ -232,11 +232,23 @@ class MatchingEngine(wiring.Component):
                 m.d.sync += s_p.eq(after)
             call("SEARCH", ret_state)
 
+        # The best level of each book, cached: a search for it answers in one clock instead of a
+        # bitmap query's nine. A new level updates it at once; emptying the best level marks it
+        # stale, and the next search for it asks the bitmap and refills it.
+        best_valid = Array(Signal(name=f"best_valid_{b}") for b in range(books))
+        best_p = Array(Signal(log2_l, name=f"best_p_{b}") for b in range(books))
+        best_stale = Array(Signal(name=f"best_stale_{b}") for b in range(books))
+        s_natural = ~s_next & (s_desc == ~s_book[0])  # the search for the book's best level
+
+        def better(book: Any, p: Any, than: Any) -> Any:  # in the book's own priority order
+            return Mux(book[0] == Side.BUY.value, rel(p) > rel(than), rel(p) < rel(than))
+
         # Link / unlink / remove arguments.
         a_slot = Signal(slot_bits)
         a_book = Signal(len(own_book))
         a_p = Signal(log2_l)
         rm_qty = Signal(32)
+        a_qty = Signal(32)  # LINK adds it to the level's total
 
         def link(slot: Any, book: Any, p: Any, sub: str, ret_state: str) -> None:
             m.d.sync += [a_slot.eq(slot), a_book.eq(book), a_p.eq(p)]
@@ -477,17 +489,8 @@ class MatchingEngine(wiring.Component):
                              oqty_w.addr.eq(slot), oqty_w.data.eq(remaining), oqty_w.en.eq(1),
                              id_w.addr.eq(new.id), id_w.data.valid.eq(1), id_w.data.slot.eq(slot),
                              id_w.en.eq(1)]
-                m.d.sync += [resting.eq(resting + 1), lvl_p.eq(own_p), rm_qty.eq(remaining)]
-                link(slot, own_book, own_p, "LINK", "ADD_TOTAL")
-
-            # Add rm_qty to the total of level (a_book, a_p).
-            with m.State("ADD_TOTAL"):
-                m.d.comb += l_raddr.eq(level_addr(a_book, a_p))
-                m.next = "ADD_TOTAL_WRITE"
-            with m.State("ADD_TOTAL_WRITE"):
-                m.d.comb += [lqty_w.addr.eq(level_addr(a_book, a_p)),
-                             lqty_w.data.eq(lqty_r.data + rm_qty), lqty_w.en.eq(1)]
-                m.next = "IDLE"
+                m.d.sync += [resting.eq(resting + 1), a_qty.eq(remaining)]
+                link(slot, own_book, own_p, "LINK", "IDLE")
 
             # ---- Cancel and modify ----
             with m.State("FIND"):
@@ -524,6 +527,7 @@ class MatchingEngine(wiring.Component):
                 with m.Else():
                     m.next = "MODIFIED"
             with m.State("MODIFY_REQUEUE"):
+                m.d.sync += a_qty.eq(0)  # the total is up to date already
                 link(cur, lvl_book, lvl_p, "LINK", "MODIFIED")
             with m.State("MODIFIED"):
                 md = ev.body.modified
@@ -708,6 +712,8 @@ class MatchingEngine(wiring.Component):
                 with m.Else():
                     m.d.comb += [tail_w.addr.eq(addr), tail_w.data.eq(prev), tail_w.en.eq(1)]
                 with m.If(~prev.valid & ~nxt.valid):  # the level is empty now
+                    with m.If(best_p[a_book] == a_p):
+                        m.d.sync += best_stale[a_book].eq(1)
                     m.d.comb += [occupancy.i_update.valid.eq(1),
                                  occupancy.i_update.payload.book.eq(a_book),
                                  occupancy.i_update.payload.index.eq(a_p),
@@ -722,13 +728,17 @@ class MatchingEngine(wiring.Component):
             with m.State("LINK_WRITE"):
                 tail = tail_r.data
                 addr = level_addr(a_book, a_p)
-                m.d.comb += [prev_w.addr.eq(a_slot), prev_w.data.eq(tail), prev_w.en.eq(1),
+                m.d.comb += [lqty_w.addr.eq(addr), lqty_w.data.eq(lqty_r.data + a_qty), lqty_w.en.eq(1),
+                             prev_w.addr.eq(a_slot), prev_w.data.eq(tail), prev_w.en.eq(1),
                              tail_w.addr.eq(addr), tail_w.data.valid.eq(1), tail_w.data.slot.eq(a_slot),
                              tail_w.en.eq(1)]
                 with m.If(tail.valid):
                     m.d.comb += [next_w.addr.eq(tail.slot), next_w.data.valid.eq(1),
                                  next_w.data.slot.eq(a_slot), next_w.en.eq(1)]
                 with m.Else():  # the level was empty
+                    replaces = ~best_valid[a_book] | better(a_book, a_p, best_p[a_book])
+                    with m.If(~best_stale[a_book] & replaces):
+                        m.d.sync += [best_valid[a_book].eq(1), best_p[a_book].eq(a_p)]
                     m.d.comb += [head_w.addr.eq(addr), head_w.data.eq(a_slot), head_w.en.eq(1),
                                  occupancy.i_update.valid.eq(1),
                                  occupancy.i_update.payload.book.eq(a_book),
@@ -741,17 +751,21 @@ class MatchingEngine(wiring.Component):
             # Descending (bids' priority): the wrapped addresses below base are the highest
             # prices. One query when base is 0, else a second one when the first finds nothing.
             with m.State("SEARCH"):
-                m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(s_book)]
-                with m.If(s_desc):
-                    m.d.comb += [query.mode.eq(Mux(s_next | (base != 0), QueryMode.NEXT_BELOW,
-                                                   QueryMode.BEST_HIGH)),
-                                 query.index.eq(Mux(s_next, s_p, base))]
+                with m.If(s_natural & ~best_stale[s_book]):
+                    m.d.sync += [s_found.eq(best_valid[s_book]), s_q.eq(best_p[s_book])]
+                    ret("SEARCH")
                 with m.Else():
-                    m.d.comb += [query.mode.eq(Mux(s_next | (base != 0), QueryMode.NEXT_ABOVE,
-                                                   QueryMode.BEST_LOW)),
-                                 query.index.eq(Mux(s_next, s_p, base - 1))]
-                with m.If(occupancy.i_query.ready):
-                    m.next = "SEARCH_FIRST"
+                    m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(s_book)]
+                    with m.If(s_desc):
+                        m.d.comb += [query.mode.eq(Mux(s_next | (base != 0), QueryMode.NEXT_BELOW,
+                                                       QueryMode.BEST_HIGH)),
+                                     query.index.eq(Mux(s_next, s_p, base))]
+                    with m.Else():
+                        m.d.comb += [query.mode.eq(Mux(s_next | (base != 0), QueryMode.NEXT_ABOVE,
+                                                       QueryMode.BEST_LOW)),
+                                     query.index.eq(Mux(s_next, s_p, base - 1))]
+                    with m.If(occupancy.i_query.ready):
+                        m.next = "SEARCH_FIRST"
             with m.State("SEARCH_FIRST"):
                 with m.If(occupancy.o_result.valid):
                     q = result.index
@@ -760,11 +774,16 @@ class MatchingEngine(wiring.Component):
                     valid = ~s_next | wrapped | Mux(s_desc, q >= base, q < base)
                     with m.If(result.found):
                         m.d.sync += s_found.eq(valid)
+                        with m.If(s_natural):  # a best-level search: refill the cache
+                            m.d.sync += [best_valid[s_book].eq(1), best_p[s_book].eq(q),
+                                         best_stale[s_book].eq(0)]
                         ret("SEARCH")
                     with m.Elif(Mux(s_next, wrapped, base != 0)):
                         m.next = "SEARCH_AGAIN"
                     with m.Else():
                         m.d.sync += s_found.eq(0)
+                        with m.If(s_natural):
+                            m.d.sync += [best_valid[s_book].eq(0), best_stale[s_book].eq(0)]
                         ret("SEARCH")
             with m.State("SEARCH_AGAIN"):
                 m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(s_book),
@@ -776,6 +795,9 @@ class MatchingEngine(wiring.Component):
                     q = result.index
                     m.d.sync += [s_q.eq(q), s_found.eq(result.found & (
                         ~s_next | Mux(s_desc, q >= base, q < base)))]
+                    with m.If(s_natural):
+                        m.d.sync += [best_valid[s_book].eq(result.found), best_p[s_book].eq(q),
+                                     best_stale[s_book].eq(0)]
                     ret("SEARCH")
 
         return m
