@@ -256,7 +256,10 @@ class MatchingEngine(wiring.Component):
 
         def remove(slot: Any, ret_state: str) -> None:
             m.d.sync += a_slot.eq(slot)
-            call("REMOVE", ret_state)
+            m.d.comb += o_raddr.eq(slot)  # read in this clock: REMOVE_READ has the order
+            codes = returns.setdefault("REMOVE", {})
+            m.d.sync += ret_regs["REMOVE"].eq(codes.setdefault(ret_state, len(codes)))
+            m.next = "REMOVE_READ"
 
         init_addr = Signal(range(self.init_cycles + 1))
         query = occupancy.i_query.payload
@@ -676,32 +679,8 @@ class MatchingEngine(wiring.Component):
                     m.d.sync += [batch.eq(batch + 1), batch_count.eq(0)]
                     m.next = "IDLE"
 
-            # ---- Subroutine: remove order a_slot from the book, whatever quantity it has ----
-            with m.State("REMOVE"):
-                m.d.comb += o_raddr.eq(a_slot)
-                m.next = "REMOVE_READ"
-            with m.State("REMOVE_READ"):
-                info = info_r.data
-                book = Cat(info.side, info.market)
-                m.d.comb += [l_raddr.eq(level_addr(book, info.level)),
-                             id_w.addr.eq(info.id), id_w.data.eq(0), id_w.en.eq(1),
-                             free_list.i_free.valid.eq(1), free_list.i_free.payload.eq(a_slot)]
-                m.d.sync += [resting.eq(resting - 1), a_book.eq(book), a_p.eq(info.level),
-                             rm_qty.eq(oqty_r.data)]
-                m.next = "REMOVE_TOTAL"
-            with m.State("REMOVE_TOTAL"):
-                m.d.comb += [lqty_w.addr.eq(level_addr(a_book, a_p)),
-                             lqty_w.data.eq(lqty_r.data - rm_qty), lqty_w.en.eq(1)]
-                call("UNLINK", "REMOVE_DONE")
-            with m.State("REMOVE_DONE"):
-                ret("REMOVE")
-
             # ---- Subroutine: take order a_slot out of level (a_book, a_p)'s list ----
-            with m.State("UNLINK"):
-                m.d.comb += o_raddr.eq(a_slot)
-                m.next = "UNLINK_WRITE"
-            with m.State("UNLINK_WRITE"):
-                prev, nxt = prev_r.data, next_r.data
+            def unlink_writes(prev: Any, nxt: Any) -> None:
                 addr = level_addr(a_book, a_p)
                 with m.If(prev.valid):
                     m.d.comb += [next_w.addr.eq(prev.slot), next_w.data.eq(nxt), next_w.en.eq(1)]
@@ -718,7 +697,32 @@ class MatchingEngine(wiring.Component):
                                  occupancy.i_update.payload.book.eq(a_book),
                                  occupancy.i_update.payload.index.eq(a_p),
                                  occupancy.i_update.payload.set.eq(0)]
+
+            with m.State("UNLINK"):
+                m.d.comb += o_raddr.eq(a_slot)
+                m.next = "UNLINK_WRITE"
+            with m.State("UNLINK_WRITE"):
+                unlink_writes(prev_r.data, next_r.data)
                 ret("UNLINK")
+
+            # ---- Subroutine: remove order a_slot from the book, whatever quantity it has ----
+            # The caller has put a_slot on the order table's read address (see ``remove``).
+            rm_prev = Signal(link_layout)
+            rm_next = Signal(link_layout)
+            with m.State("REMOVE_READ"):
+                info = info_r.data
+                book = Cat(info.side, info.market)
+                m.d.comb += [l_raddr.eq(level_addr(book, info.level)),
+                             id_w.addr.eq(info.id), id_w.data.eq(0), id_w.en.eq(1),
+                             free_list.i_free.valid.eq(1), free_list.i_free.payload.eq(a_slot)]
+                m.d.sync += [resting.eq(resting - 1), a_book.eq(book), a_p.eq(info.level),
+                             rm_qty.eq(oqty_r.data), rm_prev.eq(prev_r.data), rm_next.eq(next_r.data)]
+                m.next = "REMOVE_WRITE"
+            with m.State("REMOVE_WRITE"):
+                m.d.comb += [lqty_w.addr.eq(level_addr(a_book, a_p)),
+                             lqty_w.data.eq(lqty_r.data - rm_qty), lqty_w.en.eq(1)]
+                unlink_writes(rm_prev, rm_next)
+                ret("REMOVE")
 
             # ---- Subroutine: append order a_slot at the back of level (a_book, a_p) ----
             with m.State("LINK"):
