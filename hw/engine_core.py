@@ -1,0 +1,58 @@
+"""The engine core: the matching engine with the hashing stage behind it.
+
+Commands in, events out, exactly the reference model's (``MatchingModel(config)``): the matching
+engine (:mod:`ocee.hw.matching.engine`) emits every event with zero batch roots, and the hashing
+stage (:mod:`ocee.hw.hashing.batch_hasher`) hashes each event into its leaf in line, folds the
+leaves into the batch's Merkle root and writes the count and root into the ``batch_closed``
+event. Nothing else changes in the stream, so the host sees the device's own roots::
+
+    i_command ──► MatchingEngine ──events──► BatchHasher ──events, roots filled in──► o_event
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from amaranth import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .hashing.batch_hasher import BatchHasher
+from .matching.config import MatchingConfig
+from .matching.engine import MatchingEngine
+from .protocol import COMMAND, EVENT
+
+__all__ = ["EngineCore"]
+
+
+class EngineCore(wiring.Component):
+    """Matching and hashing for ``config``, Keccak at ``rounds_per_cycle`` rounds per clock.
+
+    Members
+    -------
+    i_command : ``In(stream.Signature(COMMAND))``
+    o_event : ``Out(stream.Signature(EVENT))``
+    ready : ``Out(1)``
+        The matching engine's: high once its init sequence after reset is done.
+    """
+
+    def __init__(self, config: MatchingConfig | None = None, *, rounds_per_cycle: int = 1) -> None:
+        self.config = config or MatchingConfig()
+        self.rounds_per_cycle = rounds_per_cycle
+        self.engine = MatchingEngine(self.config)
+        self.init_cycles = self.engine.init_cycles
+        super().__init__({
+            "i_command": In(stream.Signature(COMMAND)),
+            "o_event": Out(stream.Signature(EVENT)),
+            "ready": Out(1),
+        })
+
+    def elaborate(self, platform: Any) -> Module:
+        m = Module()
+        m.submodules.matching = engine = self.engine
+        m.submodules.hashing = hasher = BatchHasher(self.rounds_per_cycle)
+        wiring.connect(m, wiring.flipped(self.i_command), engine.i_command)
+        wiring.connect(m, engine.o_event, hasher.i_event)
+        wiring.connect(m, hasher.o_event, wiring.flipped(self.o_event))
+        m.d.comb += self.ready.eq(engine.ready)
+        return m
