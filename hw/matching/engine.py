@@ -209,14 +209,33 @@ class MatchingEngine(wiring.Component):
             m.d.sync += ret_regs[sub].eq(code)
             m.next = sub
 
+        def finish() -> None:
+            """The command is done: take the next one in this same clock (no idle clock)."""
+            m.d.comb += self.i_command.ready.eq(1)
+            with m.If(self.i_command.valid):
+                m.d.sync += cmd.eq(self.i_command.payload)
+                m.next = "DECODE"
+            with m.Else():
+                m.next = "IDLE"
+
         def ret(sub: str) -> None:
             with m.Switch(ret_regs[sub]):
                 for state, code in returns[sub].items():
                     with m.Case(code):
-                        m.next = state
+                        if state == "IDLE":
+                            finish()
+                        else:
+                            m.next = state
 
         for sub in ("SEARCH", "LINK", "UNLINK", "REMOVE"):
             ret_regs[sub] = Signal(8, name=f"ret_{sub.lower()}")
+
+        # The best level of each book, cached: a search for it answers in one clock instead of a
+        # bitmap query's nine. A new level updates it at once; emptying the best level marks it
+        # stale, and the next search for it asks the bitmap and refills it.
+        best_valid = Array(Signal(name=f"best_valid_{b}") for b in range(books))
+        best_p = Array(Signal(log2_l, name=f"best_p_{b}") for b in range(books))
+        best_stale = Array(Signal(name=f"best_stale_{b}") for b in range(books))
 
         # Search arguments and result.
         s_book = Signal(len(own_book))
@@ -230,14 +249,16 @@ class MatchingEngine(wiring.Component):
             m.d.sync += [s_book.eq(book), s_desc.eq(desc), s_next.eq(after is not None)]
             if after is not None:
                 m.d.sync += s_p.eq(after)
-            call("SEARCH", ret_state)
+                call("SEARCH", ret_state)
+                return
+            # The book's own best level, cached and not stale: the answer is there now.
+            natural = (Const(desc, 1) if isinstance(desc, int) else desc) == ~book[0]
+            with m.If(natural & ~best_stale[book]):
+                m.d.sync += [s_found.eq(best_valid[book]), s_q.eq(best_p[book])]
+                m.next = ret_state
+            with m.Else():
+                call("SEARCH", ret_state)
 
-        # The best level of each book, cached: a search for it answers in one clock instead of a
-        # bitmap query's nine. A new level updates it at once; emptying the best level marks it
-        # stale, and the next search for it asks the bitmap and refills it.
-        best_valid = Array(Signal(name=f"best_valid_{b}") for b in range(books))
-        best_p = Array(Signal(log2_l, name=f"best_p_{b}") for b in range(books))
-        best_stale = Array(Signal(name=f"best_stale_{b}") for b in range(books))
         s_natural = ~s_next & (s_desc == ~s_book[0])  # the search for the book's best level
 
         def better(book: Any, p: Any, than: Any) -> Any:  # in the book's own priority order
@@ -335,7 +356,7 @@ class MatchingEngine(wiring.Component):
                 r = ev.body.rejected
                 with emitting(ev.header.kind.eq(EventKind.REJECTED), r.id.eq(rej_id), r.op.eq(op),
                               r.reason.eq(rej_reason)):
-                    m.next = "IDLE"
+                    finish()
 
             # ---- New order ----
             is_limit = ~is_market
@@ -370,7 +391,7 @@ class MatchingEngine(wiring.Component):
                     m.next = "REMAINDER"
             with m.State("POST_ONLY_CANCEL"):
                 with canceled(new.id, new.qty, CancelReason.POST_ONLY_WOULD_CROSS):
-                    m.next = "IDLE"
+                    finish()
 
             # FOK: walk the crossing levels (their totals, or their orders under self-trade
             # prevention) until the quantity is covered, before anything happens.
@@ -410,7 +431,7 @@ class MatchingEngine(wiring.Component):
                         search(opp_book, opp_desc, "FOK_LEVEL", after=lvl_p)
             with m.State("FOK_CANCEL"):
                 with canceled(new.id, new.qty, CancelReason.FOK_NOT_FILLABLE):
-                    m.next = "IDLE"
+                    finish()
 
             # Take liquidity: best level first, oldest order first.
             with m.State("TAKE_LEVEL"):
@@ -453,7 +474,7 @@ class MatchingEngine(wiring.Component):
                         m.next = "TAKE_NEXT"
             with m.State("TAKE_NEXT"):
                 with m.If(remaining == 0):
-                    m.next = "IDLE"
+                    finish()
                 with m.Elif(mk_next.valid):
                     m.d.comb += [o_raddr.eq(mk_next.slot), l_raddr.eq(level_addr(opp_book, lvl_p))]
                     m.d.sync += cur.eq(mk_next.slot)
@@ -470,15 +491,15 @@ class MatchingEngine(wiring.Component):
                     m.next = "TAKE_NEXT"
             with m.State("TAKER_SELF_TRADE"):
                 with canceled(new.id, remaining, CancelReason.SELF_TRADE):
-                    m.next = "IDLE"
+                    finish()
 
             with m.State("REMAINDER"):
                 with m.If(is_market):
                     with canceled(new.id, remaining, CancelReason.MARKET_REMAINDER):
-                        m.next = "IDLE"
+                        finish()
                 with m.Elif(new.tif == TimeInForce.IOC):
                     with canceled(new.id, remaining, CancelReason.IOC_REMAINDER):
-                        m.next = "IDLE"
+                        finish()
                 with m.Else():  # GTC (a FOK order found fillable has no remainder)
                     m.next = "REST"
             with m.State("REST"):
@@ -536,7 +557,7 @@ class MatchingEngine(wiring.Component):
                 md = ev.body.modified
                 with emitting(ev.header.kind.eq(EventKind.MODIFIED), md.id.eq(mk_id),
                               md.qty.eq(new_qty), md.requeued.eq(requeued)):
-                    m.next = "IDLE"
+                    finish()
 
             # ---- Mass cancel: bids best first, then asks best first, oldest first ----
             mc_side = Signal()
@@ -582,7 +603,7 @@ class MatchingEngine(wiring.Component):
                 with emitting(ev.header.kind.eq(EventKind.MASS_CANCELED),
                               mcd.account.eq(Mux(whole, 0, cmd.body.mass_cancel_account.account)),
                               mcd.count.eq(mc_count), mcd.whole_market.eq(whole)):
-                    m.next = "IDLE"
+                    finish()
 
             # ---- Set window: every resting order must stay inside the new window ----
             new_lowest = cmd.body.set_window.lowest
@@ -612,7 +633,7 @@ class MatchingEngine(wiring.Component):
                 with emitting(ev.header.kind.eq(EventKind.WINDOW_SET),
                               ev.body.window_set.lowest.eq(new_lowest)):
                     m.d.sync += cur_lowest.eq(new_lowest)
-                    m.next = "IDLE"
+                    finish()
 
             # ---- Query: rows of the rank-th best bid and ask ----
             rank = Signal(8)
@@ -666,7 +687,7 @@ class MatchingEngine(wiring.Component):
                     m.d.sync += [rank.eq(rank + 1), bid_found.eq(next_bid_found), bid_p.eq(next_bid_p),
                                  ask_found.eq(s_found), ask_p.eq(s_q)]
                     with m.If(last):
-                        m.next = "IDLE"
+                        finish()
                     with m.Else():
                         m.next = "QUERY_TOTALS"
 
@@ -677,7 +698,7 @@ class MatchingEngine(wiring.Component):
                 with emitting(ev.header.kind.eq(EventKind.BATCH_CLOSED), bc.batch.eq(batch),
                               bc.count.eq(batch_count)):
                     m.d.sync += [batch.eq(batch + 1), batch_count.eq(0)]
-                    m.next = "IDLE"
+                    finish()
 
             # ---- Subroutine: take order a_slot out of level (a_book, a_p)'s list ----
             def unlink_writes(prev: Any, nxt: Any) -> None:
