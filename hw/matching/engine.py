@@ -360,17 +360,39 @@ class MatchingEngine(wiring.Component):
 
             # ---- New order ----
             is_limit = ~is_market
-            with m.State("NEW_CHECK"):
-                with m.If(id_r.data.valid):
-                    reject(RejectReason.DUPLICATE_ID, new.id)
-                with m.Elif(is_limit & ~in_window):
-                    reject(RejectReason.PRICE_OUTSIDE_WINDOW, new.id)
-                with m.Elif(is_limit & (new.tif == TimeInForce.GTC) & (resting >= cfg.orders)):
-                    reject(RejectReason.BOOK_FULL, new.id)
-                with m.Else():
-                    m.next = "ACCEPT"
+            def remainder() -> None:
+                """What is left of the taker: canceled, or rested at the back of its level."""
+                with m.If(is_market):
+                    with canceled(new.id, remaining, CancelReason.MARKET_REMAINDER):
+                        finish()
+                with m.Elif(new.tif == TimeInForce.IOC):
+                    with canceled(new.id, remaining, CancelReason.IOC_REMAINDER):
+                        finish()
+                with m.Else():  # GTC (a FOK order found fillable has no remainder)
+                    rest()
 
-            with m.State("ACCEPT"):
+            def rest() -> None:
+                # Write the order into a free slot and go straight to LINK's second clock: the
+                # level's tail is read and the slot's next pointer cleared in this one.
+                slot = free_list.slot
+                own_p = new.price[:log2_l]
+                m.d.comb += [free_list.alloc.eq(1),
+                             info_w.addr.eq(slot), info_w.en.eq(1),
+                             info_w.data.id.eq(new.id), info_w.data.account.eq(new.account),
+                             info_w.data.market.eq(market), info_w.data.side.eq(side),
+                             info_w.data.level.eq(own_p),
+                             oqty_w.addr.eq(slot), oqty_w.data.eq(remaining), oqty_w.en.eq(1),
+                             id_w.addr.eq(new.id), id_w.data.valid.eq(1), id_w.data.slot.eq(slot),
+                             id_w.en.eq(1),
+                             next_w.addr.eq(slot), next_w.data.eq(0), next_w.en.eq(1),
+                             l_raddr.eq(level_addr(own_book, own_p))]
+                m.d.sync += [resting.eq(resting + 1), a_qty.eq(remaining),
+                             a_slot.eq(slot), a_book.eq(own_book), a_p.eq(own_p)]
+                codes = returns.setdefault("LINK", {})
+                m.d.sync += ret_regs["LINK"].eq(codes.setdefault("IDLE", len(codes)))
+                m.next = "LINK_WRITE"
+
+            def accept() -> None:
                 a = ev.body.accepted
                 with emitting(ev.header.kind.eq(EventKind.ACCEPTED), a.id.eq(new.id),
                               a.account.eq(new.account), a.price.eq(Mux(is_market, 0, new.price)),
@@ -384,14 +406,23 @@ class MatchingEngine(wiring.Component):
                     with m.Else():
                         search(opp_book, opp_desc, "TAKE_LEVEL")
 
+            with m.State("NEW_CHECK"):
+                m.d.comb += id_r.addr.eq(new.id)  # the data holds while the event waits
+                with m.If(id_r.data.valid):
+                    reject(RejectReason.DUPLICATE_ID, new.id)
+                with m.Elif(is_limit & ~in_window):
+                    reject(RejectReason.PRICE_OUTSIDE_WINDOW, new.id)
+                with m.Elif(is_limit & (new.tif == TimeInForce.GTC) & (resting >= cfg.orders)):
+                    reject(RejectReason.BOOK_FULL, new.id)
+                with m.Else():
+                    accept()
+
             with m.State("POST_ONLY_CHECK"):
                 with m.If(s_found & crosses(s_q)):
-                    m.next = "POST_ONLY_CANCEL"
+                    with canceled(new.id, new.qty, CancelReason.POST_ONLY_WOULD_CROSS):
+                        finish()
                 with m.Else():
-                    m.next = "REMAINDER"
-            with m.State("POST_ONLY_CANCEL"):
-                with canceled(new.id, new.qty, CancelReason.POST_ONLY_WOULD_CROSS):
-                    finish()
+                    remainder()
 
             # FOK: walk the crossing levels (their totals, or their orders under self-trade
             # prevention) until the quantity is covered, before anything happens.
@@ -436,7 +467,7 @@ class MatchingEngine(wiring.Component):
             # Take liquidity: best level first, oldest order first.
             with m.State("TAKE_LEVEL"):
                 with m.If(~s_found | ~crosses(s_q)):
-                    m.next = "REMAINDER"
+                    remainder()
                 with m.Else():
                     m.d.comb += l_raddr.eq(level_addr(opp_book, s_q))
                     m.d.sync += lvl_p.eq(s_q)
@@ -492,29 +523,6 @@ class MatchingEngine(wiring.Component):
             with m.State("TAKER_SELF_TRADE"):
                 with canceled(new.id, remaining, CancelReason.SELF_TRADE):
                     finish()
-
-            with m.State("REMAINDER"):
-                with m.If(is_market):
-                    with canceled(new.id, remaining, CancelReason.MARKET_REMAINDER):
-                        finish()
-                with m.Elif(new.tif == TimeInForce.IOC):
-                    with canceled(new.id, remaining, CancelReason.IOC_REMAINDER):
-                        finish()
-                with m.Else():  # GTC (a FOK order found fillable has no remainder)
-                    m.next = "REST"
-            with m.State("REST"):
-                slot = free_list.slot
-                own_p = new.price[:log2_l]
-                m.d.comb += [free_list.alloc.eq(1),
-                             info_w.addr.eq(slot), info_w.en.eq(1),
-                             info_w.data.id.eq(new.id), info_w.data.account.eq(new.account),
-                             info_w.data.market.eq(market), info_w.data.side.eq(side),
-                             info_w.data.level.eq(own_p),
-                             oqty_w.addr.eq(slot), oqty_w.data.eq(remaining), oqty_w.en.eq(1),
-                             id_w.addr.eq(new.id), id_w.data.valid.eq(1), id_w.data.slot.eq(slot),
-                             id_w.en.eq(1)]
-                m.d.sync += [resting.eq(resting + 1), a_qty.eq(remaining)]
-                link(slot, own_book, own_p, "LINK", "IDLE")
 
             # ---- Cancel and modify ----
             with m.State("FIND"):
