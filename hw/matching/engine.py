@@ -169,7 +169,6 @@ class MatchingEngine(wiring.Component):
         mk_account = Signal(32)
         mk_qty = Signal(32)
         mk_next = Signal(link_layout)
-        fill_qty = Signal(32)
 
         def crosses(p: Any) -> Any:
             r = rel(p)
@@ -477,8 +476,11 @@ class MatchingEngine(wiring.Component):
                 m.d.sync += cur.eq(head_r.data)
                 m.next = "TAKE_ORDER"
             with m.State("TAKE_ORDER"):
+                # The maker's row and its level's total, read in the clock before (and held
+                # there while the fill waits for room in the event queue).
                 maker_qty = oqty_r.data
                 qty = Mux(maker_qty < remaining, maker_qty, remaining)
+                m.d.comb += [o_raddr.eq(cur), l_raddr.eq(level_addr(opp_book, lvl_p))]
                 m.d.sync += [mk_id.eq(info_r.data.id), mk_account.eq(info_r.data.account),
                              mk_qty.eq(maker_qty), mk_next.eq(next_r.data)]
                 with m.If((new.stp != StpMode.NONE) & (info_r.data.account == new.account)):
@@ -487,22 +489,24 @@ class MatchingEngine(wiring.Component):
                     with m.Else():
                         m.next = "MAKER_SELF_TRADE"
                 with m.Else():
-                    m.d.comb += [oqty_w.addr.eq(cur), oqty_w.data.eq(maker_qty - qty), oqty_w.en.eq(1),
-                                 lqty_w.addr.eq(level_addr(opp_book, lvl_p)),
-                                 lqty_w.data.eq(lqty_r.data - qty), lqty_w.en.eq(1)]
-                    m.d.sync += [fill_qty.eq(qty), remaining.eq(remaining - qty)]
-                    m.next = "FILL"
-            with m.State("FILL"):
-                f = ev.body.fill
-                with emitting(ev.header.kind.eq(EventKind.FILL), f.maker.eq(mk_id), f.taker.eq(new.id),
-                              f.maker_account.eq(mk_account), f.taker_account.eq(new.account),
-                              f.price.eq(cur_lowest + rel(lvl_p)), f.qty.eq(fill_qty),
-                              f.maker_remaining.eq(mk_qty - fill_qty),
-                              f.taker_remaining.eq(remaining), f.taker_side.eq(new.side)):
-                    with m.If(mk_qty == fill_qty):
-                        remove(cur, "TAKE_NEXT")
-                    with m.Else():
-                        m.next = "TAKE_NEXT"
+                    f = ev.body.fill
+                    with emitting(ev.header.kind.eq(EventKind.FILL), f.maker.eq(info_r.data.id),
+                                  f.taker.eq(new.id), f.maker_account.eq(info_r.data.account),
+                                  f.taker_account.eq(new.account),
+                                  f.price.eq(cur_lowest + rel(lvl_p)), f.qty.eq(qty),
+                                  f.maker_remaining.eq(maker_qty - qty),
+                                  f.taker_remaining.eq(remaining - qty), f.taker_side.eq(new.side)):
+                        m.d.sync += remaining.eq(remaining - qty)
+                        with m.If(maker_qty == qty):
+                            # REMOVE reads the maker's row in this clock (before any write
+                            # lands) and takes its whole quantity off the level's total.
+                            remove(cur, "TAKE_NEXT")
+                        with m.Else():  # the maker rests on: the taker is filled
+                            m.d.comb += [oqty_w.addr.eq(cur), oqty_w.data.eq(maker_qty - qty),
+                                         oqty_w.en.eq(1),
+                                         lqty_w.addr.eq(level_addr(opp_book, lvl_p)),
+                                         lqty_w.data.eq(lqty_r.data - qty), lqty_w.en.eq(1)]
+                            finish()
             with m.State("TAKE_NEXT"):
                 with m.If(remaining == 0):
                     finish()
@@ -532,32 +536,35 @@ class MatchingEngine(wiring.Component):
                     m.d.comb += o_raddr.eq(id_r.data.slot)
                     m.d.sync += cur.eq(id_r.data.slot)
                     m.next = "FOUND"
+            new_qty = cmd.body.modify.qty
+            requeued = new_qty > mk_qty
             with m.State("FOUND"):
                 info = info_r.data
+                m.d.comb += o_raddr.eq(cur)  # the data holds while an event waits
                 m.d.sync += [mk_id.eq(info.id), mk_qty.eq(oqty_r.data), mk_next.eq(next_r.data),
                              lvl_book.eq(Cat(info.side, info.market)), lvl_p.eq(info.level)]
                 with m.If(info.market != market):
                     reject(RejectReason.UNKNOWN_ID, cmd.body.cancel.id)
-                with m.Elif((op == Opcode.CANCEL) | (cmd.body.modify.qty == 0)):
-                    m.next = "USER_CANCEL"
-                with m.Else():
-                    m.next = "MODIFY"
-            with m.State("USER_CANCEL"):
-                with canceled(mk_id, mk_qty, CancelReason.USER):
-                    remove(cur, "IDLE")
-            new_qty = cmd.body.modify.qty
-            requeued = new_qty > mk_qty
-            with m.State("MODIFY"):
-                m.d.comb += [l_raddr.eq(level_addr(lvl_book, lvl_p)),
-                             oqty_w.addr.eq(cur), oqty_w.data.eq(new_qty), oqty_w.en.eq(1)]
-                m.next = "MODIFY_TOTAL"
+                with m.Elif((op == Opcode.CANCEL) | (new_qty == 0)):
+                    with canceled(info.id, oqty_r.data, CancelReason.USER):
+                        remove(cur, "IDLE")
+                with m.Else():  # modify: the quantity now, the level's total next
+                    m.d.comb += [l_raddr.eq(level_addr(Cat(info.side, info.market), info.level)),
+                                 oqty_w.addr.eq(cur), oqty_w.data.eq(new_qty), oqty_w.en.eq(1)]
+                    m.next = "MODIFY_TOTAL"
             with m.State("MODIFY_TOTAL"):
-                m.d.comb += [lqty_w.addr.eq(level_addr(lvl_book, lvl_p)),
-                             lqty_w.data.eq(lqty_r.data + new_qty - mk_qty), lqty_w.en.eq(1)]
+                m.d.comb += [l_raddr.eq(level_addr(lvl_book, lvl_p)),  # held while an event waits
+                             lqty_w.addr.eq(level_addr(lvl_book, lvl_p)),
+                             lqty_w.data.eq(lqty_r.data + new_qty - mk_qty)]
+                md = ev.body.modified
                 with m.If(requeued & mk_next.valid):  # to the back of the level
+                    m.d.comb += lqty_w.en.eq(1)
                     link(cur, lvl_book, lvl_p, "UNLINK", "MODIFY_REQUEUE")
                 with m.Else():
-                    m.next = "MODIFIED"
+                    with emitting(ev.header.kind.eq(EventKind.MODIFIED), md.id.eq(mk_id),
+                                  md.qty.eq(new_qty), md.requeued.eq(requeued)):
+                        m.d.comb += lqty_w.en.eq(1)
+                        finish()
             with m.State("MODIFY_REQUEUE"):
                 m.d.sync += a_qty.eq(0)  # the total is up to date already
                 link(cur, lvl_book, lvl_p, "LINK", "MODIFIED")
