@@ -23,7 +23,7 @@ from ocee.hw.protocol import Command
 from .flowgen import FlowParams, generate_flow
 from .jsonl import CommandSyntaxError, command_to_json, format_event, read_commands
 from .progress import Progress
-from .replay import BACKENDS, ReplaySummary, replay
+from .replay import BACKENDS, RUN_BACKENDS, BackendError, ReplaySummary, replay, replay_all
 
 __all__ = ["main"]
 
@@ -107,6 +107,8 @@ def _open_out(path: str | None) -> Iterator[IO[str]]:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     config = _config(args)
+    if args.backend in RUN_BACKENDS:
+        return _replay_run(args, config)
     backend = BACKENDS[args.backend](config)
     summary = ReplaySummary() if args.summary else None
     try:
@@ -119,6 +121,37 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.file}: {e}") from None
     finally:
         backend.close()
+    if summary is not None:
+        print(summary.render(args.backend), file=sys.stderr)
+    return EXIT_OK
+
+
+def _replay_run(args: argparse.Namespace, config: MatchingConfig) -> int:
+    """``replay`` through a backend that runs the whole list at once (the RTL under Verilator).
+
+    Every command is read first. A malformed line behaves as with the model: the lines before it
+    run and their events are printed, then the error names the line and field (exit status 2).
+    """
+    commands: list[Command] = []
+    syntax_error: CommandSyntaxError | None = None
+    with _open_in(args.file) as src:
+        try:
+            commands.extend(read_commands(src))
+        except CommandSyntaxError as e:
+            syntax_error = e
+    backend = RUN_BACKENDS[args.backend](config, sys.stderr)
+    summary = ReplaySummary() if args.summary else None
+    try:
+        events = replay_all(commands, backend, summary=summary)
+    except BackendError as e:
+        print(f"ocee replay: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        backend.close()
+    with _open_out(args.output) as out:
+        out.writelines(format_event(ev) + "\n" for ev in events)
+    if syntax_error is not None:
+        raise UsageError(f"{args.file}: {syntax_error}")
     if summary is not None:
         print(summary.render(args.backend), file=sys.stderr)
     return EXIT_OK
@@ -205,13 +238,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_hashing(args: argparse.Namespace) -> int:
-    from ocee.hw.hashing.bench import measure_batch_hasher
+    from ocee.hw.hashing.bench import measure_batch_hasher, measure_keccak
 
+    print("Keccak core in Amaranth's simulator, input back to back, output always ready\n")
+    print("| rounds per cycle | clocks per permutation | permutation every | one-block digest every |\n"
+          "|---:|---:|---:|---:|")
+    for k in args.rounds_per_cycle:
+        try:
+            core = measure_keccak(k)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        print(f"| {k} | {core.permutation_latency} | {core.permutation_period} | "
+              f"{core.digest_period} |", flush=True)
     config = _config(args)
     params = _flow(args, config)
     model = MatchingModel(config, hash_events=False)
     events = [e for c in generate_flow(params) for e in model.execute(c)]
-    print(f"hashing stage (BatchHasher) in Amaranth's simulator: {len(events):,} events of a "
+    print(f"\nhashing stage (BatchHasher) in Amaranth's simulator: {len(events):,} events of a "
           f"{params.commands:,}-command flow (seed {params.seed}), input back to back, output "
           f"always ready\n")
     print("| rounds per cycle | events | cycles | cycles per event |\n|---:|---:|---:|---:|")
@@ -222,6 +265,26 @@ def cmd_bench_hashing(args: argparse.Namespace) -> int:
             raise UsageError(str(e)) from None
         print(f"| {k} | {result.events:,} | {result.cycles:,} | {result.cycles_per_event:.2f} |",
               flush=True)
+    return EXIT_OK
+
+
+def cmd_bench_rtl(args: argparse.Namespace) -> int:
+    from ocee.sim.engine_bench import BenchSizes, measure_engine, render_tables
+    from ocee.sim.runner import SimulationFailed
+
+    config = _config(args)
+    sizes = BenchSizes(commands=args.commands, sweep_levels=args.sweep_levels,
+                       sweep_depth=args.sweep_depth, samples=args.samples)
+    try:
+        sizes.check(config)
+        print(f"machine: {_machine()}", file=sys.stderr)
+        result = measure_engine(config, sizes, status=sys.stderr)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    except SimulationFailed as e:
+        print(f"ocee bench rtl: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(render_tables(result))
     return EXIT_OK
 
 
@@ -291,8 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Read commands as JSON Lines from FILE (- for stdin) and write "
                                    "the device's events as JSON Lines.")
     p.add_argument("file", metavar="FILE", help="commands, one JSON object per line; - for stdin")
-    p.add_argument("--backend", choices=sorted(BACKENDS), default="model",
-                   help="what executes the commands (default model)")
+    p.add_argument("--backend", choices=sorted([*BACKENDS, *RUN_BACKENDS]), default="model",
+                   help="what executes the commands: the reference model (default), or the engine "
+                        "RTL under Verilator (rtl: builds it on first use, minutes)")
     p.add_argument("-o", "--output", metavar="FILE", help="write events here (default stdout)")
     p.add_argument("--summary", action="store_true", help="print a summary on stderr at the end")
     _add_capacity(p)
@@ -320,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_capacity(p)
     p.set_defaults(run=cmd_demo)
 
-    bench = sub.add_parser("bench", help="measure throughput (reference model, hashing stage)",
+    bench = sub.add_parser("bench", help="measure throughput (reference model, hashing stage, engine RTL)",
                            description="Benchmarks; each prints a Markdown table for docs/.")
     bench_sub = bench.add_subparsers(dest="bench_target", required=True, metavar="TARGET")
     p = bench_sub.add_parser("model", help="the reference model's commands/s",
@@ -339,6 +403,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Keccak unroll options to measure (default 1 2 3)")
     _add_capacity(p)
     p.set_defaults(run=cmd_bench_hashing)
+    p = bench_sub.add_parser("rtl", help="the engine RTL's clocks per command and fill, and latency",
+                             description="Build the matching engine under Verilator and count "
+                                         "clocks at its ports: back-to-back adds, modifies and "
+                                         "cancels, sweeps through many orders and levels, and the "
+                                         "latency from a command's acceptance to its first event. "
+                                         "Every event is checked against the reference model.")
+    p.add_argument("--commands", type=int, default=1000, metavar="N",
+                   help="orders added, modified twice and canceled back to back (default 1000)")
+    p.add_argument("--sweep-levels", type=int, default=64, metavar="N",
+                   help="price levels a sweeping taker goes through (default 64)")
+    p.add_argument("--sweep-depth", type=int, default=4, metavar="N",
+                   help="orders per level in the dense sweep (default 4)")
+    p.add_argument("--samples", type=int, default=20, metavar="N",
+                   help="commands of each kind in the latency measurement (default 20)")
+    _add_capacity(p)
+    p.set_defaults(run=cmd_bench_rtl)
 
     p = sub.add_parser("vectors", help="write (or check) the shared test vectors",
                        description="Generate the commands -> events -> leaves -> roots test "
@@ -357,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Out-of-context synthesis (yosys) and place and route "
                                       "(nextpnr) of one block with the YoWASP tools; prints a "
                                       "Markdown row for docs/.")
-    p.add_argument("block", choices=["keccak-f1600", "leaf-hasher", "batch-hasher"])
+    p.add_argument("block", choices=["matching-engine", "keccak-f1600", "leaf-hasher", "batch-hasher"])
     p.add_argument("--rounds-per-cycle", type=int, default=1, metavar="K",
                    help="Keccak rounds per clock, a divisor of 24 (default 1)")
     p.add_argument("--freq", type=float, default=125.0, metavar="MHZ",

@@ -1,17 +1,20 @@
 """Driving commands through a backend and summarising what came back.
 
-A backend executes commands and returns the device's events. Today there is one, the reference
-model; the RTL under Verilator and the link transports (issues 3 to 5) arrive behind the same
-interface, so everything above it (the CLI, the demo, the checks) stays as it is.
+A backend executes commands and returns the device's events. ``Backend`` executes one command at
+a time (the reference model; the link transports of issue 5 will too). ``RunBackend`` executes a
+whole command list in one go and returns the event stream: the engine RTL under Verilator
+(:mod:`ocee.sim.rtl`) runs the list in one simulator run, and cannot tell which command each event
+came from, since the device does not mark where one command's events end. Everything above these
+two interfaces (the CLI, the demo, the checks) is the same for every backend.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TextIO
 
 from ocee.hw.matching.config import MatchingConfig
 from ocee.hw.matching.model import MatchingModel
@@ -19,7 +22,8 @@ from ocee.hw.protocol import BatchClosed, Canceled, Command, Event, Fill, Reject
 
 from .jsonl import EVENT_NAMES, OP_NAMES
 
-__all__ = ["BACKENDS", "Backend", "ModelBackend", "ReplaySummary", "replay"]
+__all__ = ["BACKENDS", "RUN_BACKENDS", "Backend", "BackendError", "ModelBackend", "ReplaySummary",
+           "RunBackend", "replay", "replay_all"]
 
 
 class Backend(Protocol):
@@ -43,7 +47,29 @@ class ModelBackend:
         pass
 
 
+class RunBackend(Protocol):
+    """Something that executes a whole command list in one go and returns all its events."""
+
+    def run(self, commands: Sequence[Command]) -> list[Event]: ...
+
+    def close(self) -> None: ...
+
+
+class BackendError(Exception):
+    """A backend could not execute the commands (a build or a simulator that failed)."""
+
+
 BACKENDS: dict[str, Callable[[MatchingConfig], Backend]] = {"model": ModelBackend}
+
+
+def _rtl_backend(config: MatchingConfig, status: TextIO | None) -> RunBackend:
+    from ocee.sim.rtl import RtlBackend  # Verilator and cocotb: only when asked for
+
+    return RtlBackend(config, status=status)
+
+
+#: Whole-list backends, built from the config and a stream for status and progress lines.
+RUN_BACKENDS: dict[str, Callable[[MatchingConfig, TextIO | None], RunBackend]] = {"rtl": _rtl_backend}
 
 
 @dataclass
@@ -57,7 +83,13 @@ class ReplaySummary:
     seconds: float = 0.0
 
     def add(self, command: Command, events: Iterable[Event]) -> None:
+        self.add_command(command)
+        self.add_events(events)
+
+    def add_command(self, command: Command) -> None:
         self.commands[OP_NAMES[type(command)]] += 1
+
+    def add_events(self, events: Iterable[Event]) -> None:
         for ev in events:
             self.events[EVENT_NAMES[type(ev)]] += 1
             if isinstance(ev, Fill):
@@ -117,3 +149,19 @@ def replay(commands: Iterable[Command], backend: Backend,
     finally:
         if summary is not None:
             summary.seconds += time.perf_counter() - start
+
+
+def replay_all(commands: Sequence[Command], backend: RunBackend,
+               summary: ReplaySummary | None = None) -> list[Event]:
+    """Execute ``commands`` in one run of ``backend``; every event, in order."""
+    start = time.perf_counter()
+    try:
+        events = backend.run(commands)
+    finally:
+        if summary is not None:
+            summary.seconds += time.perf_counter() - start
+    if summary is not None:
+        for command in commands:
+            summary.add_command(command)
+        summary.add_events(events)
+    return events
