@@ -56,6 +56,17 @@ from .freelist import FreeList
 
 __all__ = ["MatchingEngine"]
 
+
+class _Port:
+    """The signals of a memory port as the state machine drives and reads them."""
+
+    def __init__(self, **signals: Any) -> None:
+        self.__dict__.update(signals)
+
+
+def _bits(value: Any) -> Any:
+    return value.as_value() if hasattr(value, "as_value") else value
+
 #: Events the engine can hold when ``o_event`` is back-pressured before it stalls.
 EVENT_QUEUE = 4
 
@@ -104,9 +115,25 @@ class MatchingEngine(wiring.Component):
                                          "market": self.market_bits, "side": 1, "level": log2_l})
 
         def memory(name: str, shape: Any, depth: int) -> tuple[Any, Any]:
+            """A memory whose writes reach the block RAM one clock late, from registers, with
+            the read side forwarding that pending write: the state machine sees exactly a plain
+            memory (a write in clock t is read by an address given in t + 1; a read and a write
+            of one row in one clock read the old data), but no path runs from a RAM's output
+            through the control logic into another RAM's write port."""
             mem = Memory(shape=shape, depth=depth, init=[])
             m.submodules[name] = mem
-            return mem.read_port(), mem.write_port()
+            read, write = mem.read_port(), mem.write_port()
+            r = _Port(addr=Signal(len(read.addr), name=f"{name}_raddr"),
+                      data=Signal(shape, name=f"{name}_rdata"))
+            w = _Port(addr=Signal(len(write.addr), name=f"{name}_waddr"),
+                      data=Signal(shape, name=f"{name}_wdata"), en=Signal(name=f"{name}_wen"))
+            m.d.sync += [write.addr.eq(w.addr), write.data.eq(w.data), write.en.eq(w.en)]
+            forward = Signal(name=f"{name}_forward")
+            forwarded = Signal(shape, name=f"{name}_forwarded")
+            m.d.sync += [forward.eq(write.en & (write.addr == r.addr)), forwarded.eq(write.data)]
+            m.d.comb += [read.addr.eq(r.addr),
+                         r.data.eq(Mux(forward, _bits(forwarded), _bits(read.data)))]
+            return r, w
 
         id_r, id_w = memory("id_map", link_layout, cfg.ids)
         info_r, info_w = memory("order_info", info_layout, cfg.orders)
