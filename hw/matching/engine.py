@@ -60,8 +60,10 @@ __all__ = ["MatchingEngine"]
 class _Port:
     """The signals of a memory port as the state machine drives and reads them."""
 
-    def __init__(self, **signals: Any) -> None:
-        self.__dict__.update(signals)
+    def __init__(self, addr: Any, data: Any, en: Any = None) -> None:
+        self.addr = addr
+        self.data = data
+        self.en = en
 
 
 def _bits(value: Any) -> Any:
