@@ -213,3 +213,14 @@ def test_window_wrap_edges(lowest: int) -> None:
                  SetWindow(market=1, lowest=max(0, lowest - 1)), MassCancelAccount(market=1, account=1),
                  Query(market=1, levels=255), MassCancelMarket(market=1), Query(market=1, levels=1)]
     run_engine(SMALL, commands, seed=lowest)
+
+
+def test_a_larger_configuration_elaborates() -> None:
+    """Beyond the ULX3S configuration: 8 markets x 4,096 levels x 32,768 orders, 2^17 ids."""
+    from amaranth.back import rtlil
+
+    config = MatchingConfig(markets=8, levels=4096, orders=32768, ids=1 << 17)
+    engine = MatchingEngine(config)
+    text = rtlil.convert(engine, name="big_engine")
+    assert engine.init_cycles == 1 << 17
+    assert "order_info" in text and "level_qty" in text
