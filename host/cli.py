@@ -23,7 +23,15 @@ from ocee.hw.protocol import Command
 from .flowgen import FlowParams, generate_flow
 from .jsonl import CommandSyntaxError, command_to_json, format_event, read_commands
 from .progress import Progress
-from .replay import BACKENDS, RUN_BACKENDS, BackendError, ReplaySummary, replay, replay_all
+from .replay import (
+    BACKENDS,
+    RUN_BACKENDS,
+    BackendError,
+    LinkBackend,
+    ReplaySummary,
+    replay,
+    replay_all,
+)
 
 __all__ = ["main"]
 
@@ -107,9 +115,13 @@ def _open_out(path: str | None) -> Iterator[IO[str]]:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     config = _config(args)
-    if args.backend in RUN_BACKENDS:
+    if args.link is None and args.backend in RUN_BACKENDS:
         return _replay_run(args, config)
-    backend = BACKENDS[args.backend](config)
+    try:
+        backend = LinkBackend(args.link) if args.link else BACKENDS[args.backend](config)
+    except BackendError as e:
+        print(f"ocee replay: {e}", file=sys.stderr)
+        return EXIT_FAILURE
     summary = ReplaySummary() if args.summary else None
     try:
         with _open_in(args.file) as src, _open_out(args.output) as out:
@@ -122,7 +134,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     finally:
         backend.close()
     if summary is not None:
-        print(summary.render(args.backend), file=sys.stderr)
+        print(summary.render(args.link or args.backend), file=sys.stderr)
     return EXIT_OK
 
 
@@ -153,7 +165,7 @@ def _replay_run(args: argparse.Namespace, config: MatchingConfig) -> int:
     if syntax_error is not None:
         raise UsageError(f"{args.file}: {syntax_error}")
     if summary is not None:
-        print(summary.render(args.backend), file=sys.stderr)
+        print(summary.render(args.link or args.backend), file=sys.stderr)
     return EXIT_OK
 
 
@@ -357,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=sorted([*BACKENDS, *RUN_BACKENDS]), default="model",
                    help="what executes the commands: the reference model (default), or the engine "
                         "RTL under Verilator (rtl: builds it on first use, minutes)")
+    p.add_argument("--link", metavar="URL",
+                   help="drive a device through the link layer instead: model:// (the device "
+                        "emulator), serial:///dev/ttyUSB0?baud=3000000, socket://HOST:PORT; the "
+                        "device's own capacities apply")
     p.add_argument("-o", "--output", metavar="FILE", help="write events here (default stdout)")
     p.add_argument("--summary", action="store_true", help="print a summary on stderr at the end")
     _add_capacity(p)

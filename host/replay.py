@@ -22,7 +22,8 @@ from ocee.hw.protocol import BatchClosed, Canceled, Command, Event, Fill, Reject
 
 from .jsonl import EVENT_NAMES, OP_NAMES
 
-__all__ = ["BACKENDS", "RUN_BACKENDS", "Backend", "BackendError", "ModelBackend", "ReplaySummary",
+__all__ = ["BACKENDS", "RUN_BACKENDS", "Backend", "BackendError", "LinkBackend", "ModelBackend",
+           "ReplaySummary",
            "RunBackend", "replay", "replay_all"]
 
 
@@ -60,6 +61,25 @@ class BackendError(Exception):
 
 
 BACKENDS: dict[str, Callable[[MatchingConfig], Backend]] = {"model": ModelBackend}
+
+
+class LinkBackend:
+    """A device reached through the link layer (docs/link.md): ``model://``, ``serial://...``, or
+    any pyserial URL. The device reports its own capacities; each command is one round trip."""
+
+    def __init__(self, url: str) -> None:
+        from .link import LinkError, open_link
+
+        try:
+            self._link = open_link(url)
+        except LinkError as e:
+            raise BackendError(f"cannot open {url}: {e}") from None
+
+    def execute(self, command: Command) -> list[Event]:
+        return self._link.execute(command)
+
+    def close(self) -> None:
+        self._link.close()
 
 
 def _rtl_backend(config: MatchingConfig, status: TextIO | None) -> RunBackend:
