@@ -231,10 +231,13 @@ class MatchingEngine(wiring.Component):
         returns: dict[str, dict[str, int]] = {}
         ret_regs: dict[str, Signal] = {}
 
-        def call(sub: str, ret_state: str) -> None:
+        def returning_to(sub: str, ret_state: str) -> None:
+            """Make subroutine ``sub`` return to ``ret_state``."""
             codes = returns.setdefault(sub, {})
-            code = codes.setdefault(ret_state, len(codes))
-            m.d.sync += ret_regs[sub].eq(code)
+            m.d.sync += ret_regs[sub].eq(codes.setdefault(ret_state, len(codes)))
+
+        def call(sub: str, ret_state: str) -> None:
+            returning_to(sub, ret_state)
             m.next = sub
 
         def finish() -> None:
@@ -306,8 +309,7 @@ class MatchingEngine(wiring.Component):
         def remove(slot: Any, ret_state: str) -> None:
             m.d.sync += a_slot.eq(slot)
             m.d.comb += o_raddr.eq(slot)  # read in this clock: REMOVE_READ has the order
-            codes = returns.setdefault("REMOVE", {})
-            m.d.sync += ret_regs["REMOVE"].eq(codes.setdefault(ret_state, len(codes)))
+            returning_to("REMOVE", ret_state)
             m.next = "REMOVE_READ"
 
         init_addr = Signal(range(self.init_cycles + 1))
@@ -416,8 +418,7 @@ class MatchingEngine(wiring.Component):
                              l_raddr.eq(level_addr(own_book, own_p))]
                 m.d.sync += [resting.eq(resting + 1), a_qty.eq(remaining),
                              a_slot.eq(slot), a_book.eq(own_book), a_p.eq(own_p)]
-                codes = returns.setdefault("LINK", {})
-                m.d.sync += ret_regs["LINK"].eq(codes.setdefault("IDLE", len(codes)))
+                returning_to("LINK", "IDLE")
                 m.next = "LINK_WRITE"
 
             def accept() -> None:
@@ -819,22 +820,19 @@ class MatchingEngine(wiring.Component):
             # Addresses are prices modulo the window; in window order they start at ``base``.
             # Descending (bids' priority): the wrapped addresses below base are the highest
             # prices. One query when base is 0, else a second one when the first finds nothing.
+            # (A cached best level never gets here: ``search`` answers it in the calling clock.)
             with m.State("SEARCH"):
-                with m.If(s_natural & ~best_stale[s_book]):
-                    m.d.sync += [s_found.eq(best_valid[s_book]), s_q.eq(best_p[s_book])]
-                    ret("SEARCH")
+                m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(s_book)]
+                with m.If(s_desc):
+                    m.d.comb += [query.mode.eq(Mux(s_next | (base != 0), QueryMode.NEXT_BELOW,
+                                                   QueryMode.BEST_HIGH)),
+                                 query.index.eq(Mux(s_next, s_p, base))]
                 with m.Else():
-                    m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(s_book)]
-                    with m.If(s_desc):
-                        m.d.comb += [query.mode.eq(Mux(s_next | (base != 0), QueryMode.NEXT_BELOW,
-                                                       QueryMode.BEST_HIGH)),
-                                     query.index.eq(Mux(s_next, s_p, base))]
-                    with m.Else():
-                        m.d.comb += [query.mode.eq(Mux(s_next | (base != 0), QueryMode.NEXT_ABOVE,
-                                                       QueryMode.BEST_LOW)),
-                                     query.index.eq(Mux(s_next, s_p, base - 1))]
-                    with m.If(occupancy.i_query.ready):
-                        m.next = "SEARCH_FIRST"
+                    m.d.comb += [query.mode.eq(Mux(s_next | (base != 0), QueryMode.NEXT_ABOVE,
+                                                   QueryMode.BEST_LOW)),
+                                 query.index.eq(Mux(s_next, s_p, base - 1))]
+                with m.If(occupancy.i_query.ready):
+                    m.next = "SEARCH_FIRST"
             with m.State("SEARCH_FIRST"):
                 with m.If(occupancy.o_result.valid):
                     q = result.index
