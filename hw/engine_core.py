@@ -19,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from .hashing.batch_hasher import BatchHasher
 from .matching.config import MatchingConfig
-from .matching.engine import MatchingEngine
+from .matching.engine import STREAM_START, MatchingEngine
 from .protocol import COMMAND, EVENT
 
 __all__ = ["EngineCore"]
@@ -32,8 +32,18 @@ class EngineCore(wiring.Component):
     -------
     i_command : ``In(stream.Signature(COMMAND))``
     o_event : ``Out(stream.Signature(EVENT))``
+    o_event_first : ``Out(1)``
+        Beside ``o_event``: its event is the first of its command (the engine's).
     ready : ``Out(1)``
         The matching engine's: high once its init sequence after reset is done.
+    idle : ``Out(1)``
+        No command is being executed and every event has left through ``o_event``.
+    next_seq, next_batch : ``Out(32)``
+        The ``seq`` the next event will carry, the number the next ``batch_closed`` will carry
+        (the link's status reports them).
+    i_set_stream : ``In(stream.Signature(STREAM_START))``
+        Where the event stream continues; the batch in progress is dropped (see
+        :class:`~ocee.hw.matching.engine.MatchingEngine`).
     """
 
     def __init__(self, config: MatchingConfig | None = None, *, rounds_per_cycle: int = 1) -> None:
@@ -44,7 +54,12 @@ class EngineCore(wiring.Component):
         super().__init__({
             "i_command": In(stream.Signature(COMMAND)),
             "o_event": Out(stream.Signature(EVENT)),
+            "o_event_first": Out(1),
             "ready": Out(1),
+            "idle": Out(1),
+            "next_seq": Out(32),
+            "next_batch": Out(32),
+            "i_set_stream": In(stream.Signature(STREAM_START)),
         })
 
     def elaborate(self, platform: Any) -> Module:
@@ -54,5 +69,12 @@ class EngineCore(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i_command), engine.i_command)
         wiring.connect(m, engine.o_event, hasher.i_event)
         wiring.connect(m, hasher.o_event, wiring.flipped(self.o_event))
-        m.d.comb += self.ready.eq(engine.ready)
+        wiring.connect(m, wiring.flipped(self.i_set_stream), engine.i_set_stream)
+        # The hashing stage holds no event of its own: an event leaves it in the clock it leaves
+        # the engine (a batch_closed waits at the engine's output for its root), so the engine's
+        # flag beside its output is the flag of the stage's output, and the engine's idle is
+        # the core's.
+        m.d.comb += [self.ready.eq(engine.ready), self.idle.eq(engine.idle),
+                     self.o_event_first.eq(engine.o_event_first),
+                     self.next_seq.eq(engine.next_seq), self.next_batch.eq(engine.next_batch)]
         return m

@@ -19,10 +19,12 @@ from .keccak256 import Keccak256
 
 __all__ = ["ACCUMULATOR_INPUT", "BATCH_ROOT", "BatchAccumulator"]
 
-#: One item of the accumulator's input: a leaf, or (``close``) the end of the batch.
+#: One item of the accumulator's input: a leaf, or (``close``) the end of the batch, or
+#: (``restart``) the batch in progress discarded, with no root (the link's ``SET_STREAM``).
 ACCUMULATOR_INPUT = data.StructLayout({
-    "leaf":  256,
-    "close": 1,
+    "leaf":    256,
+    "close":   1,
+    "restart": 1,
 })
 
 #: What a close produces: the batch's leaf count and root (32 zero bytes for no leaves).
@@ -45,7 +47,8 @@ class BatchAccumulator(wiring.Component):
     Members
     -------
     i_item : In(stream.Signature(ACCUMULATOR_INPUT))
-        Leaves in order; an item with ``close`` set ends the batch (its ``leaf`` is ignored).
+        Leaves in order; an item with ``close`` set ends the batch (its ``leaf`` is ignored);
+        one with ``restart`` set drops the batch in progress and emits nothing.
     o_root : Out(stream.Signature(BATCH_ROOT))
         One per close: the number of leaves and the root. The next batch starts clean.
 
@@ -96,7 +99,9 @@ class BatchAccumulator(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.i_item.ready.eq(1)
-                with m.If(self.i_item.valid):
+                with m.If(self.i_item.valid & item.restart):
+                    m.d.sync += count.eq(0)  # the frontier's nodes are valid by count's bits
+                with m.Elif(self.i_item.valid):
                     m.d.sync += [node.eq(item.leaf), level.eq(0), closing.eq(item.close),
                                  have_node.eq(0)]
                     with m.If(item.close):

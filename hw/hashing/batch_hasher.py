@@ -3,7 +3,9 @@
 Placed behind the matching engine, it forwards every event unchanged, hashes each one into its
 leaf (:class:`LeafHasher`) and folds the leaves into the batch's root (:class:`BatchAccumulator`).
 A ``batch_closed`` event from the engine is held until the root of everything before it is
-known, and leaves with the accumulator's count and root in place of its own.
+known, and leaves with the accumulator's count and root in place of its own. An event of kind 0
+(no event kind: the engine's restart marker after a set-stream) is not forwarded: it drops the
+batch in progress, in order behind the leaves before it.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class BatchHasher(wiring.Component):
 
         event = self.i_event.payload
         is_batch = event.header.kind == EventKind.BATCH_CLOSED
+        is_restart = event.header.kind.as_value() == 0
         in_flight = Signal()  # an event is in the leaf hasher, its leaf not yet queued
         item = data.View(ACCUMULATOR_INPUT, queue.w_data)
         m.d.comb += [
@@ -78,7 +81,7 @@ class BatchHasher(wiring.Component):
 
         with m.FSM():
             with m.State("PASS"):
-                with m.If(~is_batch):
+                with m.If(~is_batch & ~is_restart):
                     m.d.comb += [
                         hasher.i_event.valid.eq(self.i_event.valid & self.o_event.ready),
                         self.o_event.valid.eq(self.i_event.valid & hasher.i_event.ready),
@@ -93,12 +96,22 @@ class BatchHasher(wiring.Component):
                     with m.If(leaf_queued):
                         m.d.sync += in_flight.eq(0)
                     with m.If(self.i_event.valid & ~in_flight & ~hasher.o_leaf.valid):
-                        m.next = "CLOSE"
+                        with m.If(is_restart):
+                            m.next = "RESTART"
+                        with m.Else():
+                            m.next = "CLOSE"
             with m.State("CLOSE"):
                 # Every leaf of the batch is queued: the close marker goes in behind them.
                 m.d.comb += [queue.w_en.eq(1), item.close.eq(1), hasher.o_leaf.ready.eq(0)]
                 with m.If(queue.w_rdy):
                     m.next = "ROOT"
+            with m.State("RESTART"):
+                # Every leaf before the marker is queued: the restart goes in behind them, and
+                # the marker is consumed.
+                m.d.comb += [queue.w_en.eq(1), item.restart.eq(1), hasher.o_leaf.ready.eq(0),
+                             self.i_event.ready.eq(queue.w_rdy)]
+                with m.If(queue.w_rdy):
+                    m.next = "PASS"
             with m.State("ROOT"):
                 m.d.comb += [
                     self.o_event.valid.eq(acc.o_root.valid),

@@ -54,7 +54,7 @@ from .bitmap import OccupancyBitmap, QueryMode
 from .config import MatchingConfig
 from .freelist import FreeList
 
-__all__ = ["MatchingEngine"]
+__all__ = ["STREAM_START", "MatchingEngine"]
 
 
 class _Port:
@@ -74,6 +74,13 @@ EVENT_QUEUE = 4
 
 LEVEL_QTY_BITS = 48  # up to 2**16 orders of 2**32 - 1 each; 64 bits on the wire
 
+#: Where the event stream continues (the link's ``SET_STREAM``): the next event's ``seq`` and the
+#: next ``batch_closed``'s batch number.
+STREAM_START = data.StructLayout({
+    "seq":   32,
+    "batch": 32,
+})
+
 
 class MatchingEngine(wiring.Component):
     """The matching engine for ``config`` (default: the ULX3S configuration).
@@ -86,9 +93,23 @@ class MatchingEngine(wiring.Component):
     o_event : ``Out(stream.Signature(EVENT))``
         Event records in order; back-pressure stalls the engine once :data:`EVENT_QUEUE`
         events wait.
+    o_event_first : ``Out(1)``
+        Beside ``o_event``: its event is the first of its command. (So the last event of a
+        command is the one before the next first one, or the last one out when ``idle``: the
+        link needs that to tell the host which events complete a command.)
     ready : ``Out(1)``
         High once the init sequence after reset is done: about ``max(ids, 2 * markets *
         levels)`` clocks, in which the id map and the level table are cleared.
+    idle : ``Out(1)``
+        No command is being executed and every event has left through ``o_event``.
+    next_seq, next_batch : ``Out(32)``
+        The ``seq`` the next event will carry, the number the next ``batch_closed`` will carry
+        (the link's status reports them).
+    i_set_stream : ``In(stream.Signature(STREAM_START))``
+        Taken when idle and no command is offered: the next event carries ``seq``, the next
+        ``batch_closed`` is numbered ``batch``, and the engine emits one event of kind 0 (no
+        :class:`~ocee.hw.protocol.EventKind`), a restart marker that tells the hashing stage
+        behind it to drop the batch in progress. Nothing else ever has kind 0.
     """
 
     def __init__(self, config: MatchingConfig | None = None) -> None:
@@ -101,7 +122,12 @@ class MatchingEngine(wiring.Component):
         super().__init__({
             "i_command": In(stream.Signature(COMMAND)),
             "o_event": Out(stream.Signature(EVENT)),
+            "o_event_first": Out(1),
             "ready": Out(1),
+            "idle": Out(1),
+            "next_seq": Out(32),
+            "next_batch": Out(32),
+            "i_set_stream": In(stream.Signature(STREAM_START)),
         })
 
     def elaborate(self, platform: Any) -> Module:
@@ -155,9 +181,11 @@ class MatchingEngine(wiring.Component):
 
         m.submodules.occupancy = occupancy = OccupancyBitmap(books, L)
         m.submodules.free_list = free_list = FreeList(cfg.orders)
-        m.submodules.events = events = SyncFIFOBuffered(width=EVENT.size, depth=EVENT_QUEUE)
-        m.d.comb += [self.o_event.payload.eq(events.r_data), self.o_event.valid.eq(events.r_rdy),
-                     events.r_en.eq(self.o_event.ready)]
+        # The event queue: each event with whether it is the first of its command.
+        m.submodules.events = events = SyncFIFOBuffered(width=EVENT.size + 1, depth=EVENT_QUEUE)
+        m.d.comb += [self.o_event.payload.eq(events.r_data[:EVENT.size]),
+                     self.o_event_first.eq(events.r_data[EVENT.size]),
+                     self.o_event.valid.eq(events.r_rdy), events.r_en.eq(self.o_event.ready)]
 
         def level_addr(book: Any, p: Any) -> Any:
             return Cat(p, book)  # book = Cat(side, market)
@@ -174,6 +202,7 @@ class MatchingEngine(wiring.Component):
         seq = Signal(32)
         batch = Signal(32)
         batch_count = Signal(32)
+        m.d.comb += [self.next_seq.eq(seq), self.next_batch.eq(batch)]
 
         def rel(p: Any) -> Any:  # a level address -> its index in the window
             return (p - base)[:log2_l]
@@ -206,10 +235,11 @@ class MatchingEngine(wiring.Component):
         # -- Event emission -------------------------------------------------------------------------
         ev = Signal(EVENT)
         emit = Signal()
-        m.d.comb += [events.w_data.eq(ev.as_value()), events.w_en.eq(emit),
+        first = Signal()  # no event of the command being executed has been emitted yet
+        m.d.comb += [events.w_data.eq(Cat(ev.as_value(), first)), events.w_en.eq(emit),
                      ev.header.seq.eq(seq), ev.header.market.eq(market)]
         with m.If(emit):
-            m.d.sync += seq.eq(seq + 1)
+            m.d.sync += [seq.eq(seq + 1), first.eq(0)]
             with m.If(ev.header.kind != EventKind.BATCH_CLOSED):
                 m.d.sync += batch_count.eq(batch_count + 1)
 
@@ -244,7 +274,7 @@ class MatchingEngine(wiring.Component):
             """The command is done: take the next one in this same clock (no idle clock)."""
             m.d.comb += self.i_command.ready.eq(1)
             with m.If(self.i_command.valid):
-                m.d.sync += cmd.eq(self.i_command.payload)
+                m.d.sync += [cmd.eq(self.i_command.payload), first.eq(1)]
                 m.next = "DECODE"
             with m.Else():
                 m.next = "IDLE"
@@ -332,10 +362,16 @@ class MatchingEngine(wiring.Component):
                     m.next = "IDLE"
 
             with m.State("IDLE"):
-                m.d.comb += self.i_command.ready.eq(1)
+                m.d.comb += [self.i_command.ready.eq(1), self.idle.eq(~events.r_rdy)]
                 with m.If(self.i_command.valid):
-                    m.d.sync += cmd.eq(self.i_command.payload)
+                    m.d.sync += [cmd.eq(self.i_command.payload), first.eq(1)]
                     m.next = "DECODE"
+                with m.Elif(self.i_set_stream.valid):
+                    start = self.i_set_stream.payload
+                    m.d.comb += ev.header.market.eq(0)
+                    with emitting():  # kind 0: the restart marker
+                        m.d.comb += self.i_set_stream.ready.eq(1)
+                        m.d.sync += [seq.eq(start.seq), batch.eq(start.batch), batch_count.eq(0)]
 
             # ---- Validation ----
             def reject(reason: RejectReason, order_id: Any = 0) -> None:

@@ -7,7 +7,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from streams import receive, send, simulate  # tests/hw/streams.py
+from streams import send, simulate  # tests/hw/streams.py
 
 from ocee.hw.matching.config import MatchingConfig
 from ocee.hw.matching.engine import MatchingEngine
@@ -52,8 +52,18 @@ def run_engine(config: MatchingConfig, records: Sequence[bytes | Command], *, id
         await send(ctx, dut.i_command, [int.from_bytes(r, "little") for r in raws], rng,
                    idle=idle, raw=True)
 
+    firsts: list[int] = []  # o_event_first beside each event taken
+
     async def consumer(ctx: Any) -> None:
-        await receive(ctx, dut.o_event, len(expected), got, rng, ready=ready, raw=True)
+        source = dut.o_event.payload.as_value()
+        while len(got) < len(expected):
+            taking = rng.random() < ready
+            ctx.set(dut.o_event.ready, taking)
+            _, _, valid, payload, first = await ctx.tick().sample(dut.o_event.valid, source,
+                                                                  dut.o_event_first)
+            if taking and valid:
+                got.append(payload)
+                firsts.append(first)
         ctx.set(dut.o_event.ready, 1)
         for _ in range(40):  # nothing more may come out
             _, _, valid = await ctx.tick().sample(dut.o_event.valid)
@@ -83,4 +93,7 @@ def run_engine(config: MatchingConfig, records: Sequence[bytes | Command], *, id
         assert bits == want, (
             f"event {n} (of command {i}: {decode_command(raws[i])}):\n"
             f"  expected {event}\n  received {decode_event(bits)}")
+        # The first event of each command is marked (the link derives its `ends` bits from it).
+        first = n == 0 or expected[n - 1][0] != i
+        assert firsts[n] == first, f"event {n} (of command {i}): o_event_first is {firsts[n]}"
     return len(expected)
