@@ -20,7 +20,9 @@ from ocee.hw.matching.config import MatchingConfig
 from ocee.hw.matching.model import MatchingModel
 from ocee.hw.protocol import Command
 
+from .board_cli import add_board_parser
 from .flowgen import FlowParams, generate_flow
+from .hw_cli import add_hw_commands
 from .jsonl import CommandSyntaxError, command_to_json, format_event, read_commands
 from .progress import Progress
 from .replay import (
@@ -446,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare with the file instead of writing it; exit 1 if it differs")
     p.set_defaults(run=cmd_vectors)
 
-    hw = sub.add_parser("hw", help="gateware tools: synthesis figures",
+    hw = sub.add_parser("hw", help="gateware tools: synthesis figures, board builds, programming",
                         description="Hardware tools for the gateware.")
     hw_sub = hw.add_subparsers(dest="hw_command", required=True, metavar="HW_COMMAND")
     p = hw_sub.add_parser("synth", help="area and Fmax of one block on an ECP5-85F",
@@ -463,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--require-target", action="store_true",
                    help="exit 1 when the block misses the clock target")
     p.set_defaults(run=cmd_hw_synth)
+    add_hw_commands(hw_sub)  # build, flash, report
+
+    add_board_parser(sub)
     return parser
 
 

@@ -39,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -67,6 +67,7 @@ __all__ = [
     "Loopback",
     "VirtualBoard",
     "appliance",
+    "appliance_from",
     "build_board",
     "open_sim",
     "pyserial_url",
@@ -266,6 +267,15 @@ class VirtualBoard:
             raise BoardError(f"the virtual board at {self._url} exited with status {failed}: {log.strip()}")
         return self.stats
 
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the board to exit on its own (``once``), up to ``timeout`` s; its status or None."""
+        if self._process is None:
+            raise BoardError("the virtual board is not running")
+        try:
+            return self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def __enter__(self) -> VirtualBoard:
         return self.start()
 
@@ -325,6 +335,16 @@ SIM_PARAMS: dict[str, type] = {
 """The query parameters of ``sim://`` URLs; omitted ones take the appliance's defaults."""
 
 
+def appliance_from(params: Mapping[str, int]) -> ComponentLike:
+    """The appliance configured by ``sim://`` parameters (:data:`SIM_PARAMS` but ``kind``)."""
+    d = MatchingConfig()
+    config = MatchingConfig(markets=params.get("markets", d.markets), levels=params.get("levels", d.levels),
+                            orders=params.get("orders", d.orders), ids=params.get("ids", d.ids))
+    link = {arg: params[key] for key, arg in (("fifo", "fifo_bytes"), ("frame", "max_frame"),
+                                              ("window", "tx_window")) if key in params}
+    return appliance(config, **link)
+
+
 def appliance(config: MatchingConfig | None = None, **link: int) -> ComponentLike:
     """The appliance top level with these capacities and link parameters (``fifo_bytes``,
     ``max_frame``, ``tx_window``; omitted ones take the appliance's defaults).
@@ -371,13 +391,8 @@ def open_sim(parts: SplitResult) -> ByteStream:
     if kind_text not in ("pty", "tcp"):
         raise TransportError(f"sim:// parameter kind={kind_text!r} must be pty or tcp")
     kind: Literal["pty", "tcp"] = "tcp" if kind_text == "tcp" else "pty"
-    d = MatchingConfig()
-    link = {arg: p[key] for key, arg in (("fifo", "fifo_bytes"), ("frame", "max_frame"),
-                                         ("window", "tx_window")) if key in p}
     try:
-        config = MatchingConfig(markets=p.get("markets", d.markets), levels=p.get("levels", d.levels),
-                                orders=p.get("orders", d.orders), ids=p.get("ids", d.ids))
-        top = appliance(config, **link)  # a bad parameter is a bad URL, found before any build
+        top = appliance_from(p)  # a bad parameter is a bad URL, found before any build
         board = VirtualBoard(top, kind=kind, name="appliance", on_build=_announce_build).start()
     except (ValueError, BoardError) as e:
         raise TransportError(f"sim://: {e}") from None

@@ -9,9 +9,10 @@ a clock for its timeouts. Three kinds exist:
     jumps to the next deadline, so timeouts cost no wall time and a seeded run is reproducible.
 ``serial://PATH?baud=N`` and every pyserial URL (``socket://``, ``loop://``, ``rfc2217://``, ...)
     :class:`SerialStream`, through pyserial's ``serial_for_url``.
-``sim://``
-    The virtual board: registered by the board's own module when it exists (it will run the RTL
-    behind a pty or a socket and return a :class:`SerialStream` on it).
+``sim://?kind=pty|tcp&markets=N&...``
+    The virtual board (:mod:`ocee.sim.board`): the appliance's RTL under Verilator, started
+    behind a pty or a TCP socket, reached through a :class:`SerialStream` that stops the board
+    when closed. Its module registers the opener; opening a ``sim://`` URL imports it.
 
 :func:`register_transport` adds a scheme.
 """
@@ -226,8 +227,11 @@ def _open_pyserial(parts: SplitResult) -> ByteStream:
 
 
 def _open_sim(parts: SplitResult) -> ByteStream:
-    raise TransportError("sim:// (the virtual board) is not available yet; until it is, use "
-                         "model:// or a pyserial URL such as socket://HOST:PORT")
+    # The board needs Amaranth and Verilator: imported on first use, it registers its own opener
+    # for sim:// (replacing this one) and that opener does the work.
+    from ocee.sim.board import open_sim
+
+    return open_sim(parts)
 
 
 register_transport("model", _open_model)
