@@ -432,8 +432,11 @@ class BoardTop(Elaboratable):
         return locked
 
     def elaborate(self, platform: Any) -> Module:
-        m = Module()
         board, hz = self.board, self.clk_freq
+        # The design first: if it cannot be built, nothing else has been made (Amaranth would
+        # warn about each elaboratable left unused).
+        design = self.design(hz)
+        m = Module()
         locked = self._clock(m, platform)
 
         reset = ~locked
@@ -448,7 +451,7 @@ class BoardTop(Elaboratable):
         m.submodules.uart_tx_buffer = tx_buffer = io.Buffer("o", pins.tx)
         m.d.comb += [uart.rx_pin.eq(rx_buffer.i), tx_buffer.o.eq(uart.tx_pin)]
 
-        m.submodules.design = design = self.design(hz)
+        m.submodules.design = design
         wiring.connect(m, uart.rx, design.rx)
         wiring.connect(m, design.tx, uart.tx)
 
