@@ -85,12 +85,25 @@ def special_heavy_bytes(rng: random.Random, n: int, p_special: float = 0.3) -> b
                  for _ in range(n))
 
 
+def watchdog(done: list[bool], clocks: int = 20_000) -> Any:
+    """A testbench that fails the simulation if ``done`` is still empty after ``clocks`` clocks,
+    so that a block that stops short fails its test instead of hanging it."""
+    async def bench(ctx: Any) -> None:
+        for _ in range(clocks):
+            if done:
+                return
+            await ctx.tick()
+        raise AssertionError(f"the testbenches did not finish in {clocks} clocks")
+    return bench
+
+
 def run_decoder(wire: bytes, max_body: int, seed: int, idle: float = 0.0,
                 ready: float = 1.0) -> list[Decoded]:
     dut = SlipDecoder(max_body)
     rng = random.Random(seed)
     expected = len(decode_model(wire, max_body))
     got: list[Decoded] = []
+    done: list[bool] = []
 
     async def producer(ctx: Any) -> None:
         await send(ctx, dut.i, wire, rng, idle=idle)
@@ -101,8 +114,9 @@ def run_decoder(wire: bytes, max_body: int, seed: int, idle: float = 0.0,
         for _ in range(4):  # and nothing more comes
             await ctx.tick()
             assert not ctx.get(dut.o.valid)
+        done.append(True)
 
-    simulate(dut, producer, consumer)
+    simulate(dut, producer, consumer, watchdog(done))
     return got
 
 
@@ -117,6 +131,7 @@ def run_encoder(bodies: Iterable[bytes], seed: int, idle: float = 0.0, ready: fl
     items = [{"data": b, "last": int(k == len(body) - 1)} for body in bodies
              for k, b in enumerate(body)]
     got: list[int] = []
+    done: list[bool] = []
 
     async def producer(ctx: Any) -> None:
         await send(ctx, dut.i, items, rng, idle=idle)
@@ -126,8 +141,9 @@ def run_encoder(bodies: Iterable[bytes], seed: int, idle: float = 0.0, ready: fl
         for _ in range(4):
             await ctx.tick()
             assert not ctx.get(dut.o.valid)
+        done.append(True)
 
-    simulate(dut, producer, consumer)
+    simulate(dut, producer, consumer, watchdog(done))
     return bytes(got)
 
 
@@ -198,6 +214,7 @@ def test_encoder_sends_one_wire_byte_per_clock() -> None:
         while len(got) < len(expected):
             _, _, valid, byte = await ctx.tick().sample(dut.o.valid, dut.o.payload)
             clock += 1
+            assert clock <= 2 * len(expected), "the encoder stopped sending"
             if valid:
                 got.append(byte)
                 clocks.append(clock)
@@ -289,6 +306,7 @@ def test_decoder_takes_one_wire_byte_per_clock() -> None:
                 if ready:
                     taken.append(clock)
                     break
+                assert clock < 2 * len(wire), "the decoder stopped taking bytes"
         ctx.set(dut.i.valid, 0)
 
     simulate(dut, producer)
@@ -306,6 +324,7 @@ def test_encoder_into_decoder() -> None:
     items = [{"data": b, "last": int(k == len(body) - 1)} for body in bodies
              for k, b in enumerate(body)]
     got: list[Decoded] = []
+    done: list[bool] = []
 
     async def producer(ctx: Any) -> None:
         await send(ctx, encoder.i, items, rng, idle=0.2)
@@ -313,6 +332,7 @@ def test_encoder_into_decoder() -> None:
     async def consumer(ctx: Any) -> None:
         await receive(ctx, decoder.o, sum(len(b) + 1 for b in bodies), got, rng, ready=0.5,
                       convert=lambda x: (x.data, x.end, x.error))
+        done.append(True)
 
-    simulate(top, producer, consumer)
+    simulate(top, producer, consumer, watchdog(done))
     assert bodies_of(got) == [(body, False) for body in bodies]
