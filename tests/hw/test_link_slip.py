@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from amaranth import Module
+from amaranth.back import rtlil
 from amaranth.lib import wiring
 from streams import receive, send, simulate  # tests/hw/streams.py
 
@@ -163,6 +164,11 @@ def test_decoder_validates_max_body(max_body: Any) -> None:
     message = f"max_body must be a positive integer, not {max_body!r}"
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         SlipDecoder(max_body)
+
+
+def test_blocks_convert_to_rtlil() -> None:
+    for dut in (SlipDecoder(256), SlipEncoder(), SlipEncoder(end_after_reset=False)):
+        assert "module" in rtlil.convert(dut, name="top")
 
 
 def test_models_agree_with_the_host() -> None:
