@@ -17,7 +17,15 @@ from amaranth.lib.wiring import In, Out
 from ..protocol import COMMAND, COMMAND_CODEC, EVENT, EVENT_CODEC
 from .layouts import BODY_BYTE, EVENT_BYTE, TAGGED_EVENT
 
-__all__ = ["COMMAND_BYTES", "EVENT_BYTES", "CommandAssembler", "EventSerializer"]
+__all__ = [
+    "COMMAND_BYTES",
+    "COMMAND_SIZES",
+    "EVENT_BYTES",
+    "EVENT_HEADER_BYTES",
+    "EVENT_SIZES",
+    "CommandAssembler",
+    "EventSerializer",
+]
 
 #: The size in bytes of each opcode's command record, and of each kind's event record.
 COMMAND_SIZES: dict[int, int] = {cls.OP.value: COMMAND_CODEC.size(cls)
