@@ -362,7 +362,9 @@ class MatchingEngine(wiring.Component):
                     m.next = "IDLE"
 
             with m.State("IDLE"):
-                m.d.comb += [self.i_command.ready.eq(1), self.idle.eq(~events.r_rdy)]
+                # The queue's level counts an event written in the clock before: its output
+                # shows it a clock or two later.
+                m.d.comb += [self.i_command.ready.eq(1), self.idle.eq(events.level == 0)]
                 with m.If(self.i_command.valid):
                     m.d.sync += [cmd.eq(self.i_command.payload), first.eq(1)]
                     m.next = "DECODE"

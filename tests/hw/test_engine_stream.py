@@ -7,6 +7,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
+
 from amaranth import Elaboratable, Module
 from amaranth.lib import wiring
 from streams import simulate  # tests/hw/streams.py
@@ -65,7 +67,8 @@ def _expected(parts: list[list[Command] | tuple[int, int]]) -> list[tuple[Event,
     return out
 
 
-def test_ends_and_set_stream() -> None:
+@pytest.mark.parametrize(("idle", "ready"), [(0.3, 0.6), (0.0, 1.0), (0.0, 0.05)])
+def test_ends_and_set_stream(idle: float, ready: float) -> None:
     flow = list(generate_flow(FlowParams(commands=160, seed=3, markets=2, depth=10, batch_every=10_000,
                                          config=SMALL)))
     # A batch in progress when the stream moves: its leaves before the move must be dropped.
@@ -96,7 +99,7 @@ def test_ends_and_set_stream() -> None:
                 ctx.set(core.i_set_stream.valid, 0)
                 continue
             for command in part:
-                while rng.random() < 0.3:
+                while rng.random() < idle:
                     await ctx.tick()
                 ctx.set(core.i_command.payload.as_value(),
                         int.from_bytes(COMMAND_CODEC.pack(command), "little"))
@@ -107,7 +110,7 @@ def test_ends_and_set_stream() -> None:
     async def consumer(ctx: Any) -> None:
         out = dut.ends.o_event
         while len(got) < len(expected):
-            taking = rng.random() < 0.6
+            taking = rng.random() < ready
             ctx.set(out.ready, taking)
             _, _, valid, bits, end = await ctx.tick().sample(out.valid, out.payload.event.as_value(),
                                                              out.payload.end)
