@@ -14,7 +14,7 @@ from ocee.host.link import FaultParams, FaultyStream, IncompatibleDevice, Link, 
 from ocee.hw.appliance import Appliance
 from ocee.hw.matching.config import MatchingConfig
 from ocee.hw.matching.model import MatchingModel
-from ocee.hw.protocol import PROTOCOL_VERSION, BatchClosed, CloseBatch, Rejected, RejectReason
+from ocee.hw.protocol import PROTOCOL_VERSION, BatchClosed, Rejected, RejectReason
 
 SMALL = MatchingConfig(markets=2, levels=64, orders=64, ids=256)
 #: Host timeouts in simulated seconds: one clock is a microsecond.

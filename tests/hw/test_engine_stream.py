@@ -8,7 +8,6 @@ import random
 from typing import Any
 
 import pytest
-
 from amaranth import Elaboratable, Module
 from amaranth.lib import wiring
 from streams import simulate  # tests/hw/streams.py
