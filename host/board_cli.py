@@ -54,7 +54,7 @@ def add_board_parser(subparsers: Any) -> None:
 
 
 def cmd_board_sim(args: argparse.Namespace) -> int:
-    from ocee.sim.board import BoardError, VirtualBoard, appliance_from
+    from ocee.sim.board import BoardError, VirtualBoard, appliance_verilog
 
     def fail(message: object, status: int) -> int:
         print(f"ocee board sim: {message}", file=sys.stderr)
@@ -64,10 +64,9 @@ def cmd_board_sim(args: argparse.Namespace) -> int:
         return fail("--once applies to a TCP board only (a pty stays open)", 2)
     params = {name: value for _, name, _ in _APPLIANCE_OPTIONS
               if (value := getattr(args, name)) is not None}
-    print("ocee board sim: converting the appliance to Verilog", file=sys.stderr, flush=True)
     try:
-        top = appliance_from(params)
-        board = VirtualBoard(top, kind="pty" if args.pty else "tcp", port=args.port, once=args.once,
+        verilog = appliance_verilog(params, on_convert=_announce_conversion)
+        board = VirtualBoard(verilog, kind="pty" if args.pty else "tcp", port=args.port, once=args.once,
                              name="appliance", on_build=_announce_build)
     except ValueError as e:
         return fail(e, 2)
@@ -90,6 +89,10 @@ def cmd_board_sim(args: argparse.Namespace) -> int:
               f"({stats.clocks_per_second:,.0f} clocks/s); {stats.bytes_in:,} bytes in, "
               f"{stats.bytes_out:,} bytes out", file=sys.stderr)
     return 0
+
+
+def _announce_conversion() -> None:
+    print("ocee board sim: converting the appliance to Verilog", file=sys.stderr, flush=True)
 
 
 def _announce_build(log: Path) -> None:

@@ -29,8 +29,10 @@ It dies with the Python process that started it (it watches its stdin, a pipe fr
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -66,8 +68,8 @@ __all__ = [
     "BoardStats",
     "Loopback",
     "VirtualBoard",
-    "appliance",
     "appliance_from",
+    "appliance_verilog",
     "build_board",
     "open_sim",
     "pyserial_url",
@@ -335,28 +337,46 @@ SIM_PARAMS: dict[str, type] = {
 """The query parameters of ``sim://`` URLs; omitted ones take the appliance's defaults."""
 
 
+def appliance_verilog(params: Mapping[str, int], on_convert: Callable[[], None] | None = None) -> str:
+    """The Verilog of :func:`appliance_from` ``(params)``, as module ``appliance``, cached.
+
+    Converting the appliance takes 10 to 15 s, longer than starting a built board, so the Verilog
+    is kept under the build root, keyed by the parameters, Amaranth's version and a hash of every
+    Python source of the ocee package (the gateware imports wire-format definitions from the
+    host's package; any edit anywhere converts again, which is safe and costs only the 15 s).
+    ``on_convert`` is called when a conversion starts. Raises as :func:`appliance_from`.
+    """
+    top = appliance_from(params)  # bad parameters and a missing appliance fail here, at once
+    package = Path(__file__).resolve().parent.parent
+    sources = {str(path.relative_to(package)): hashlib.sha256(path.read_bytes()).hexdigest()
+               for top_level in ("hw", "host", "sim") for path in sorted((package / top_level).rglob("*.py"))}
+    key = {"params": dict(params), "sources": sources, "tools": tool_versions("amaranth")}
+
+    def make(build_dir: Path) -> None:
+        if on_convert is not None:
+            on_convert()
+        (build_dir / "appliance.v").write_text(verilog_source(top, "appliance"))
+
+    return (cached_build("appliance-verilog", key, make, product="appliance.v") / "appliance.v").read_text()
+
+
 def appliance_from(params: Mapping[str, int]) -> ComponentLike:
-    """The appliance configured by ``sim://`` parameters (:data:`SIM_PARAMS` but ``kind``)."""
-    d = MatchingConfig()
-    config = MatchingConfig(markets=params.get("markets", d.markets), levels=params.get("levels", d.levels),
-                            orders=params.get("orders", d.orders), ids=params.get("ids", d.ids))
-    link = {arg: params[key] for key, arg in (("fifo", "fifo_bytes"), ("frame", "max_frame"),
-                                              ("window", "tx_window")) if key in params}
-    return appliance(config, **link)
-
-
-def appliance(config: MatchingConfig | None = None, **link: int) -> ComponentLike:
-    """The appliance top level with these capacities and link parameters (``fifo_bytes``,
-    ``max_frame``, ``tx_window``; omitted ones take the appliance's defaults).
+    """The appliance top level configured by ``sim://`` parameters (:data:`SIM_PARAMS` but
+    ``kind``); omitted ones take the appliance's defaults.
 
     Imported only here, when a board of it is wanted. Raises :class:`BoardError` if
     :mod:`ocee.hw.appliance` is not there (yet), and ValueError for a bad parameter.
     """
+    d = MatchingConfig()
+    config = MatchingConfig(markets=params.get("markets", d.markets), levels=params.get("levels", d.levels),
+                            orders=params.get("orders", d.orders), ids=params.get("ids", d.ids))
     try:
         from ocee.hw.appliance import Appliance
     except ImportError as e:
         raise BoardError(f"the appliance top level (ocee.hw.appliance.Appliance) is not available "
                          f"yet ({e}); until it is, use model:// or a pyserial URL") from None
+    link = {arg: params[key] for key, arg in (("fifo", "fifo_bytes"), ("frame", "max_frame"),
+                                              ("window", "tx_window")) if key in params}
     return Appliance(config, **link)
 
 
@@ -392,8 +412,9 @@ def open_sim(parts: SplitResult) -> ByteStream:
         raise TransportError(f"sim:// parameter kind={kind_text!r} must be pty or tcp")
     kind: Literal["pty", "tcp"] = "tcp" if kind_text == "tcp" else "pty"
     try:
-        top = appliance_from(p)  # a bad parameter is a bad URL, found before any build
-        board = VirtualBoard(top, kind=kind, name="appliance", on_build=_announce_build).start()
+        verilog = appliance_verilog(p, on_convert=lambda: print(
+            "sim://: converting the appliance to Verilog", file=sys.stderr, flush=True))
+        board = VirtualBoard(verilog, kind=kind, name="appliance", on_build=_announce_build).start()
     except (ValueError, BoardError) as e:
         raise TransportError(f"sim://: {e}") from None
     return BoardStream(board)
@@ -462,53 +483,76 @@ class Loopback(wiring.Component):
         return m
 
 
-def bench(megabytes: int = 32, clocks: int = 50_000_000, kind: Literal["pty", "tcp"] = "tcp") -> None:
-    """Print the harness's speed with :class:`Loopback`: clocking alone, then bytes streamed
-    through the board by a host that writes and reads as fast as it can."""
-    board = VirtualBoard(Loopback(depth=16), kind=kind, name="loopback",
-                         on_build=lambda log: print(f"building the loopback board (log: {log})",
-                                                    file=sys.stderr, flush=True))
-    executable = board.build()
+def bench(megabytes: int = 32, clocks: int = 50_000_000) -> None:
+    """Print the harness's speed with :class:`Loopback` as a Markdown table: clocking alone (no
+    system calls), then ``megabytes`` streamed each way through a TCP socket and a pty by a
+    host that writes and reads as fast as it can.
+
+    Besides wall-clock rates it reports clocks per CPU second of the board process, which other
+    jobs on the machine (and the Python host, on a machine of two cores) do not dilute: the
+    harness's overhead while serving is the drop of that figure from the first row's.
+    """
+    design = Loopback(depth=16)
+    executable = build_board(design, name="loopback", on_build=lambda log: print(
+        f"building the loopback board (log: {log})", file=sys.stderr, flush=True))
+    rows = []
+    cpu = _children_cpu()
     alone = subprocess.run([str(executable), "--bench", str(clocks)], capture_output=True, text=True,
                            check=True)
     stats = BoardStats.parse(alone.stderr)
-    assert stats is not None, alone.stderr
-    print(f"clocking alone (--bench {clocks}): {stats.clocks_per_second / 1e6:.1f} M clocks/s, "
-          f"{stats.bytes_in / stats.seconds / 1e6:.1f} MB/s through the design")
+    if stats is None:
+        raise BoardError(f"the loopback board printed no statistics: {alone.stderr}")
+    rows.append(("clocking alone, no I/O", stats, stats.seconds, _children_cpu() - cpu))
 
     total = megabytes << 20
     data = bytes(range(256)) * (total // 256)
-    with board:
-        port = serial.serial_for_url(pyserial_url(board.url), timeout=1)
-        writer = threading.Thread(target=port.write, args=(data,), daemon=True)
-        start = time.perf_counter()
-        writer.start()
-        received = 0
-        while received < total:
-            chunk = port.read(min(1 << 16, total - received))
-            if not chunk:
-                raise BoardError(f"the board stopped answering after {received:,} of {total:,} bytes")
-            received += len(chunk)
-        seconds = time.perf_counter() - start
-        writer.join()
-        port.close()
-    served = board.stats
-    assert served is not None
-    print(f"serving {kind} ({megabytes} MiB each way): {total / seconds / 1e6:.1f} MB/s each way; "
-          f"the harness ran {served.clocks_per_second / 1e6:.1f} M clocks/s over its whole life "
-          f"(idle included), {served.clocks:,} clocks for {served.bytes_in:,} bytes in")
+    for kind in ("tcp", "pty"):
+        board = VirtualBoard(design, kind=kind, name="loopback")
+        cpu = _children_cpu()
+        with board:
+            port = serial.serial_for_url(pyserial_url(board.url), timeout=1)
+            writer = threading.Thread(target=port.write, args=(data,), daemon=True)
+            start = time.perf_counter()
+            writer.start()
+            received = 0
+            while received < total:
+                chunk = port.read(min(1 << 16, total - received))
+                if not chunk:
+                    raise BoardError(f"the board stopped answering after {received:,} of {total:,} bytes")
+                received += len(chunk)
+            seconds = time.perf_counter() - start
+            writer.join()
+            port.close()
+        assert board.stats is not None  # stop() has parsed them
+        rows.append((f"serving {megabytes} MiB each way, {kind}", board.stats, seconds,
+                     _children_cpu() - cpu))
+
+    print(f"virtual board harness, Loopback stand-in (one byte per clock each way), "
+          f"`python -m ocee.sim.board --bench --megabytes {megabytes}`\n")
+    print("| run | clocks | M clocks/s | M clocks per board CPU s | MB/s each way |\n"
+          "|---|---:|---:|---:|---:|")
+    for label, run, seconds, cpu_seconds in rows:
+        print(f"| {label} | {run.clocks:,} | {run.clocks / seconds / 1e6:.1f} | "
+              f"{run.clocks / cpu_seconds / 1e6:.1f} | {run.bytes_in / seconds / 1e6:.1f} |")
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the waited-for child processes so far: the boards, once stopped."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ocee.sim.board",
-                                     description="The virtual board's harness, with a loopback design.")
-    parser.add_argument("--bench", action="store_true", help="measure the harness's clocks/s and bytes/s")
-    parser.add_argument("--megabytes", type=int, default=32, help="MiB to stream (default 32)")
-    parser.add_argument("--pty", action="store_true", help="stream through a pty (default TCP)")
+                                     description="The virtual board's harness, measured with a "
+                                                 "loopback design.")
+    parser.add_argument("--bench", action="store_true",
+                        help="measure the harness's clocks/s and bytes/s (a Markdown table)")
+    parser.add_argument("--megabytes", type=int, default=32, help="MiB to stream each way (default 32)")
     args = parser.parse_args(argv)
     if not args.bench:
         parser.error("nothing to do: give --bench")
-    bench(args.megabytes, kind="pty" if args.pty else "tcp")
+    bench(args.megabytes)
 
 
 if __name__ == "__main__":

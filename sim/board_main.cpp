@@ -15,12 +15,14 @@
 // and taking every byte on tx, and moves bytes to and from the host between runs of clocks.
 //
 // Speed: each clock is two eval() calls and a few loads and stores; the harness looks at the
-// wall clock every CLOCKS_PER_CHECK clocks and makes its read() and write() system calls at most
-// every IO_INTERVAL_NS, so on a busy board its overhead is a few percent of the design's own
-// simulation. After IDLE_AFTER_NS without a byte moving anywhere it goes idle: it sleeps in
-// poll() for up to IDLE_POLL_MS between runs of IDLE_RUN_NS of clocking, so an idle board costs
-// about a tenth of a core and its clock keeps ticking (the design's timers count clocks) at
-// about a tenth of its busy rate. Any byte in either direction ends the idle state.
+// wall clock every CLOCKS_PER_CHECK clocks and considers host I/O every IO_INTERVAL_NS. It reads
+// when its input queue runs low and writes a full chunk, or as soon as the design pauses (a
+// reply is complete), or when a byte has waited OUTPUT_DELAY_NS: few, large system calls while
+// streaming, and a reply reaches the host within about IO_INTERVAL_NS of its last byte. After
+// IDLE_AFTER_NS without a byte moving anywhere the board goes idle: it sleeps in poll() for up
+// to IDLE_POLL_MS between runs of IDLE_RUN_NS of clocking, so an idle board costs about a
+// tenth of a core and its clock keeps ticking (the design's timers count clocks) at a tenth
+// to a fifth of its busy rate. Any byte in either direction ends the idle state.
 //
 // Exit: SIGTERM or SIGINT; with --once, the TCP client disconnecting; with --watch-stdin, stdin
 // reaching end of file (the Python process that started the board holds the other end of the
@@ -68,7 +70,10 @@ constexpr size_t INPUT_HIGH = 1 << 18;  // queued host bytes above which the hos
                                         // (the kernel's buffer then throttles the host)
 constexpr size_t OUTPUT_HIGH = 1 << 20; // pending tx bytes above which tx__ready drops
                                         // (a host that does not read stalls the design)
+constexpr size_t INPUT_LOW = 1 << 14;   // queued host bytes below which the host is read
 constexpr size_t WRITE_AT = 1 << 14;    // pending tx bytes written at once, interval or not
+constexpr int64_t OUTPUT_DELAY_NS = 200'000;  // longest wait of a tx byte while the design
+                                              // keeps producing (streaming)
 
 volatile sig_atomic_t g_stop = 0;
 
@@ -223,14 +228,14 @@ struct Host {
         if (once) g_stop = 1;
     }
 
-    // Read what the host has sent and write what the design has produced, without blocking.
-    // Returns whether a byte moved.
-    bool exchange(Board& board) {
+    // Read what the host has sent (if `read`) and write what the design has produced (if
+    // `write`), without blocking. Returns whether a byte moved.
+    bool exchange(Board& board, bool read = true, bool write = true) {
         if (fd < 0) return false;
         bool moved = false;
-        if (board.in.size() < INPUT_HIGH) {
+        if (read && board.in.size() < INPUT_HIGH) {
             static uint8_t chunk[READ_CHUNK];  // not read into the queue: resize() would zero it
-            const ssize_t n = read(fd, chunk, READ_CHUNK);
+            const ssize_t n = ::read(fd, chunk, READ_CHUNK);
             if (n > 0) {
                 board.in.data.insert(board.in.data.end(), chunk, chunk + n);
                 moved = true;
@@ -240,7 +245,7 @@ struct Host {
                 return moved;
             }
         }
-        if (board.out.size() > 0) {
+        if (write && board.out.size() > 0) {
             const ssize_t n = send_or_write(board.out.front(), board.out.size());
             if (n > 0) {
                 board.out.consume(size_t(n));
@@ -307,6 +312,8 @@ void serve(Board& board, Host& host, bool watch_stdin) {
     int64_t last_move = last_io;
     int64_t last_watch = last_io;
     uint64_t moved_rtl = 0;
+    uint64_t out_seen = 0;  // board.bytes_out at the last I/O round
+    int64_t out_since = 0;  // when bytes began to wait for the host (0: none wait)
     while (!g_stop) {
         if (host.fd < 0) {  // TCP, nobody connected: nothing can move until somebody does
             idle(board, host, watch_stdin);
@@ -315,11 +322,22 @@ void serve(Board& board, Host& host, bool watch_stdin) {
         }
         board.run(CLOCKS_PER_CHECK);
         const int64_t t = now_ns();
+        if (board.out.size() > 0 && out_since == 0) out_since = t;
         if (t - last_io >= IO_INTERVAL_NS || board.out.size() >= WRITE_AT) {
             last_io = t;
+            // Few, large system calls while streaming, yet no wait for a reply: read when the
+            // queue runs low; write a full chunk, or as soon as the design pauses (nothing new
+            // since the last round: a reply is complete), or when bytes have waited too long.
+            const bool read = board.in.size() < INPUT_LOW;
+            const bool paused = board.bytes_out == out_seen;
+            const bool write = board.out.size() >= WRITE_AT ||
+                               (out_since != 0 && (paused || t - out_since >= OUTPUT_DELAY_NS));
+            out_seen = board.bytes_out;
             const uint64_t rtl = board.bytes_in + board.bytes_out;
-            if (host.exchange(board) || rtl != moved_rtl) last_move = t;
+            if (host.exchange(board, read, write) || rtl != moved_rtl) last_move = t;
             moved_rtl = rtl;
+            if (board.out.size() == 0) out_since = 0;
+            else if (write) out_since = t;  // the host is slow to read: try again later
         }
         if (watch_stdin && t - last_watch >= WATCH_INTERVAL_NS) {
             last_watch = t;
@@ -330,6 +348,7 @@ void serve(Board& board, Host& host, bool watch_stdin) {
             idle(board, host, watch_stdin);
             last_io = last_move = now_ns();
             moved_rtl = board.bytes_in + board.bytes_out;
+            out_since = 0;
         }
     }
 }
