@@ -241,7 +241,7 @@ class VirtualBoard:
                                    stderr=self._log, start_new_session=True)
         self._process = process
         try:
-            self._url = self._read_url(process, timeout)
+            self._url = self._read_line(process, timeout, "start listening")
         except BaseException:
             self._kill()
             raise
@@ -269,6 +269,16 @@ class VirtualBoard:
             raise BoardError(f"the virtual board at {self._url} exited with status {failed}: {log.strip()}")
         return self.stats
 
+    def power_cycle(self, timeout: float = 5.0) -> None:
+        """Reset the design as a power cycle would (``rst`` pulsed, host bytes it had not taken
+        lost), with the pty or socket left open; return once it has happened."""
+        process = self._process
+        if process is None:
+            raise BoardError("the virtual board is not running")
+        os.kill(process.pid, signal.SIGUSR1)
+        if self._read_line(process, timeout, "power-cycle") != "power cycled":
+            raise BoardError(f"the virtual board at {self._url} did not confirm its power cycle")
+
     def wait(self, timeout: float | None = None) -> int | None:
         """Wait for the board to exit on its own (``once``), up to ``timeout`` s; its status or None."""
         if self._process is None:
@@ -285,23 +295,24 @@ class VirtualBoard:
                  tb: TracebackType | None) -> None:
         self.stop()
 
-    def _read_url(self, process: subprocess.Popen[bytes], timeout: float) -> str:
+    def _read_line(self, process: subprocess.Popen[bytes], timeout: float, what: str) -> str:
+        """The harness's next line on stdout (its URL, or a power cycle's confirmation)."""
         assert process.stdout is not None
         deadline = time.monotonic() + timeout
         line = b""
         while not line.endswith(b"\n"):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise BoardError(f"the virtual board {self.name} did not start listening within "
-                                 f"{timeout:g} s (is `ready` ever raised? ready_clocks={self.ready_clocks})")
+                raise BoardError(f"the virtual board {self.name} did not {what} within {timeout:g} s")
             readable, _, _ = select.select([process.stdout], [], [], remaining)
             if readable:
-                chunk = os.read(process.stdout.fileno(), 256)
+                # One byte at a time: nothing past the line may be taken from the pipe.
+                chunk = os.read(process.stdout.fileno(), 1)
                 if not chunk:
                     status = process.wait()
                     log = self._close()
                     raise BoardError(f"the virtual board {self.name} exited with status {status} "
-                                     f"before listening: {log.strip() or 'no message'}")
+                                     f"before it could {what}: {log.strip() or 'no message'}")
                 line += chunk
         return line.decode().strip()
 

@@ -24,6 +24,9 @@
 // tenth of a core and its clock keeps ticking (the design's timers count clocks) at a tenth
 // to a fifth of its busy rate. Any byte in either direction ends the idle state.
 //
+// SIGUSR1 power-cycles the design: rst is pulsed, host bytes not yet taken are dropped, and the
+// harness prints "power cycled" on stdout; the pty or socket stays open.
+//
 // Exit: SIGTERM or SIGINT; with --once, the TCP client disconnecting; with --watch-stdin, stdin
 // reaching end of file (the Python process that started the board holds the other end of the
 // pipe, so the board cannot outlive it). A pty stays open across host opens and closes (the
@@ -76,8 +79,10 @@ constexpr int64_t OUTPUT_DELAY_NS = 200'000;  // longest wait of a tx byte while
                                               // keeps producing (streaming)
 
 volatile sig_atomic_t g_stop = 0;
+volatile sig_atomic_t g_power_cycle = 0;
 
 void on_signal(int) { g_stop = 1; }
+void on_power_cycle(int) { g_power_cycle = 1; }
 
 int64_t now_ns() {
     timespec ts;
@@ -130,6 +135,13 @@ class Board {
     }
 
     bool ready() const { return top_->ready; }
+
+    // Power off and on: host bytes not yet taken are lost with the device's state; bytes it
+    // has already sent are on their way and still reach the host.
+    void power_cycle() {
+        in.consume(in.size());
+        reset();
+    }
 
     // Run n clocks (Verilator escapes the "__" of Amaranth's port names: rx__valid is the
     // member rx___05Fvalid). One clock: drive the inputs with the clock low and evaluate, which settles
@@ -296,7 +308,7 @@ struct Host {
 
 // Idle: sleep in poll(), clock a little, move bytes; return once a byte has moved.
 void idle(Board& board, Host& host, bool watch_stdin) {
-    while (!g_stop) {
+    while (!g_stop && !g_power_cycle) {
         host.wait(board, IDLE_POLL_MS, watch_stdin);
         if (host.exchange(board)) return;
         const uint64_t before = board.bytes_in + board.bytes_out;
@@ -319,6 +331,12 @@ void serve(Board& board, Host& host, bool watch_stdin) {
             idle(board, host, watch_stdin);
             last_io = last_move = now_ns();
             continue;
+        }
+        if (g_power_cycle) {
+            g_power_cycle = 0;
+            board.power_cycle();
+            std::printf("power cycled\n");  // what VirtualBoard.power_cycle() waits for
+            std::fflush(stdout);
         }
         board.run(CLOCKS_PER_CHECK);
         const int64_t t = now_ns();
@@ -406,6 +424,8 @@ int main(int argc, char** argv) {
     action.sa_handler = on_signal;  // no SA_RESTART: a signal ends a poll() at once
     sigaction(SIGTERM, &action, nullptr);
     sigaction(SIGINT, &action, nullptr);
+    action.sa_handler = on_power_cycle;
+    sigaction(SIGUSR1, &action, nullptr);
     signal(SIGPIPE, SIG_IGN);
 
     Board board;

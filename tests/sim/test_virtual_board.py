@@ -268,3 +268,13 @@ def test_cli_errors(argv: list[str], status: int, message: str, monkeypatch: pyt
     monkeypatch.setitem(sys.modules, "ocee.hw.appliance", None)
     assert main(["board", "sim", *argv]) == status
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_power_cycle_keeps_the_port_open(built: Path, kind: str) -> None:
+    with board(kind) as b, open_port(b) as port:
+        port.write(b"\x10")
+        assert read_exactly(port, 1) == b"\x11"
+        b.power_cycle()
+        port.write(b"\x20")
+        assert read_exactly(port, 1) == b"\x21"
