@@ -13,6 +13,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -278,3 +279,11 @@ def test_a_power_cycle_keeps_the_port_open(built: Path, kind: str) -> None:
         b.power_cycle()
         port.write(b"\x20")
         assert read_exactly(port, 1) == b"\x21"
+
+
+def test_a_port_in_use(built: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(BoardError, match=r"exited with status 1 before it could start listening: "
+                                             r"board: binding the port: Address already in use"):
+            board("tcp", port=port).start()
