@@ -13,7 +13,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
 from ocee.hw.matching.config import MatchingConfig
@@ -24,6 +24,7 @@ from .board_cli import add_board_parser
 from .flowgen import FlowParams, generate_flow
 from .hw_cli import add_hw_commands
 from .jsonl import CommandSyntaxError, command_to_json, format_event, read_commands
+from .link.errors import LinkError
 from .progress import Progress
 from .replay import (
     BACKENDS,
@@ -128,11 +129,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         with _open_in(args.file) as src, _open_out(args.output) as out:
             write = out.write
-            for events in replay(read_commands(src), backend, summary=summary):
+            commands: Iterable[Command] = read_commands(src)
+            if args.link:
+                # The whole file is checked before the first command goes out: a device never
+                # executes part of a file that turns out to be bad.
+                commands = list(commands)
+            for events in replay(commands, backend, summary=summary):
                 for ev in events:
                     write(format_event(ev) + "\n")
     except CommandSyntaxError as e:
         raise UsageError(f"{args.file}: {e}") from None
+    except LinkError as e:
+        print(f"ocee replay: the link to {args.link} failed: {type(e).__name__}: {e}",
+              file=sys.stderr)
+        return EXIT_FAILURE
     finally:
         backend.close()
     if summary is not None:
@@ -193,21 +203,10 @@ def _generate(params: FlowParams, quiet: bool) -> list[Command]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    config = _config(args)
-    params = _flow(args, config)
-    print(f"ocee demo: {params.commands:,} generated commands on {params.markets} markets "
-          f"(seed {params.seed}) through the reference model", file=sys.stderr)
-    commands = _generate(params, args.quiet)
-    backend = BACKENDS["model"](config)
-    summary = ReplaySummary()
-    progress = Progress(len(commands), "replaying ", enabled=not args.quiet)
-    for n, _ in enumerate(replay(commands, backend, summary=summary), start=1):
-        if not n % 4096:
-            progress.update(n)
-    progress.update(len(commands))
-    progress.finish()
-    print(summary.render("model (reference, in process)"))
-    return EXIT_OK
+    from .demo import demo
+
+    return demo(args.link, commands=args.commands, seed=args.seed, markets=args.flow_markets,
+                batch_every=args.batch_every, quiet=args.quiet)
 
 
 def _machine() -> str:
@@ -394,12 +393,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_capacity(p, markets=False)
     p.set_defaults(run=cmd_gen)
 
-    p = sub.add_parser("demo", help="the main job: a generated flow through the device, summarised",
-                       description="Generate a realistic flow and replay it through the "
-                                   "reference model, with progress and a summary.")
+    p = sub.add_parser("demo", help="the main job: a generated flow through the device, checked",
+                       description="Start the virtual board (the appliance's RTL under Verilator; "
+                                   "the first build takes a few minutes), stream a generated flow "
+                                   "through it with progress, check every event and batch root "
+                                   "against the reference model, and print throughput, latency "
+                                   "percentiles, batch roots and the device's counters. Exit "
+                                   "status 1 if anything differs.")
     _add_flow(p, commands=100_000)
+    p.add_argument("--link", default="sim://", metavar="URL",
+                   help="the device: sim://[?markets=N&levels=N&...] (default sim://, the "
+                        "virtual board), model://, serial:///dev/ttyUSB0?baud=3000000")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    _add_capacity(p)
     p.set_defaults(run=cmd_demo)
 
     bench = sub.add_parser("bench", help="measure throughput (reference model, hashing stage, engine RTL)",

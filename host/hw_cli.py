@@ -175,7 +175,8 @@ def cmd_hw_build(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         plan = platform.build(top, name="top", do_build=False,
-                              nextpnr_opts=f"--timing-allow-fail --seed {args.seed}")
+                              # router2: router1 took over 75 min on the congested appliance
+                              nextpnr_opts=f"--timing-allow-fail --router router2 --seed {args.seed}")
     except DesignUnavailable as e:
         _err("build", str(e))
         return EXIT_FAILURE

@@ -64,8 +64,10 @@ BACKENDS: dict[str, Callable[[MatchingConfig], Backend]] = {"model": ModelBacken
 
 
 class LinkBackend:
-    """A device reached through the link layer (docs/link.md): ``model://``, ``serial://...``, or
-    any pyserial URL. The device reports its own capacities; each command is one round trip."""
+    """A device reached through the link layer (docs/link.md): ``sim://`` (the virtual board),
+    ``model://``, ``serial://...`` or any pyserial URL. The device reports its own capacities.
+    :meth:`stream` pipelines the commands as far as the device's credit allows; :meth:`execute`
+    is one round trip per command."""
 
     def __init__(self, url: str) -> None:
         from .link import LinkError, open_link
@@ -77,6 +79,11 @@ class LinkBackend:
 
     def execute(self, command: Command) -> list[Event]:
         return self._link.execute(command)
+
+    def stream(self, commands: Iterable[Command]) -> Iterator[tuple[Command, list[Event]]]:
+        for done in self._link.stream(commands):
+            assert not isinstance(done.command, bytes)
+            yield done.command, done.events
 
     def close(self) -> None:
         self._link.close()
@@ -159,8 +166,11 @@ def replay(commands: Iterable[Command], backend: Backend,
     """Execute ``commands`` in order, yielding each command's events."""
     start = time.perf_counter()
     try:
-        for command in commands:
-            events = backend.execute(command)
+        if isinstance(backend, LinkBackend):
+            pairs: Iterable[tuple[Command, list[Event]]] = backend.stream(commands)
+        else:
+            pairs = ((command, backend.execute(command)) for command in commands)
+        for command, events in pairs:
             if summary is not None:
                 summary.add(command, events)
             if on_events is not None:

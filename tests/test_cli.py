@@ -16,6 +16,7 @@ from ocee.host.cli import main
 from ocee.host.flowgen import FlowParams, generate_flow
 from ocee.host.jsonl import command_to_json, event_to_json
 from ocee.hw.matching.model import MatchingModel
+from ocee.hw.protocol import BatchClosed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,9 +89,37 @@ def test_gen_is_deterministic(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_demo_summarises(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--commands", "3000", "--quiet"]) == 0
+    assert main(["demo", "--link", "model://", "--commands", "3000", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "commands       3,000" in out and "batches        3" in out and "commands/s" in out
+    assert "latency        p50 " in out and "p99.9 " in out
+    assert "device counts  3,000 commands" in out
+    assert "every event of 3,000 commands and all 3 batch roots agree" in out
+
+
+def test_demo_reports_a_device_that_differs(capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A device whose batch roots are wrong (the link's shadow does not hash, so only the demo's
+    own reference model can see it) fails the demo with exit status 1."""
+    from ocee.host.link.session import Link
+
+    complete = Link._batch_closed
+
+    def wrong_root(self: Link, event: BatchClosed) -> BatchClosed:
+        event = complete(self, event)
+        return BatchClosed(event.market, event.seq, event.batch, event.count, bytes(32))
+
+    monkeypatch.setattr(Link, "_batch_closed", wrong_root)
+    assert main(["demo", "--link", "model://", "--commands", "2500", "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED: 3 commands differ from the reference model; the first: command 1001" in out
+
+
+def test_demo_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--link", "nosuch://x", "--quiet"]) == 1
+    assert "cannot open nosuch://x: unknown link URL scheme" in capsys.readouterr().err
+    assert main(["demo", "--link", "model://?markets=2", "--flow-markets", "4", "--quiet"]) == 2
+    assert "markets must be between 1 and the device's 2" in capsys.readouterr().err
 
 
 def test_bench_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:

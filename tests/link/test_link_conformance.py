@@ -156,7 +156,7 @@ def test_urls() -> None:
                          ("model://?fifo=big", "fifo='big' is not a valid int"),
                          ("model://?colour=red", "takes no parameter 'colour'"),
                          ("model://?levels=1000", "levels must be a power of two"),
-                         ("sim://", "not available yet"),
+                         ("sim://?kind=usb", "must be pty or tcp"),
                          ("serial://", "needs a port"),
                          ("serial:///dev/ocee-no-such-port", "cannot open")]:
         with pytest.raises(TransportError, match=message):
