@@ -345,8 +345,16 @@ SIM_PARAMS: dict[str, type] = {
     "kind": str,                                                # pty (default) or tcp
     "markets": int, "levels": int, "orders": int, "ids": int,  # the engine's capacities
     "fifo": int, "frame": int, "window": int,                  # the link's
+    "rto": int,  # the device's retransmission timeout, clocks (default VIRTUAL_RTO_CYCLES)
 }
 """The query parameters of ``sim://`` URLs; omitted ones take the appliance's defaults."""
+
+
+#: The virtual board's device retransmission timeout, in clocks. A board's is 50 ms of its clock
+#: (1.5 M clocks at 30 MHz); the virtual board runs about half a million clocks per second, where
+#: that would be 3 s of waiting for each lost event frame the host could not NAK. 50 k clocks is
+#: about 0.1 s here, still several host round trips.
+VIRTUAL_RTO_CYCLES = 50_000
 
 
 def appliance_verilog(params: Mapping[str, int], on_convert: Callable[[], None] | None = None) -> str:
@@ -389,7 +397,7 @@ def appliance_from(params: Mapping[str, int]) -> ComponentLike:
                          f"yet ({e}); until it is, use model:// or a pyserial URL") from None
     link = {arg: params[key] for key, arg in (("fifo", "fifo_bytes"), ("frame", "max_frame"),
                                               ("window", "tx_window")) if key in params}
-    return Appliance(config, **link)
+    return Appliance(config, rto_cycles=params.get("rto", VIRTUAL_RTO_CYCLES), **link)
 
 
 def pyserial_url(url: str) -> str:
