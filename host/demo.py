@@ -137,4 +137,11 @@ def demo(url: str, commands: int, seed: int, markets: int, batch_every: int,
         except LinkError as e:
             print(f"ocee demo: the link failed: {type(e).__name__}: {e}", file=sys.stderr)
             return 1
+    board = getattr(link.transport, "board", None)  # a virtual board, stopped with the link
+    stats = getattr(board, "stats", None)
+    if stats is not None and stats.clocks:
+        n = max(result.summary.command_count, 1)
+        print(f"virtual board  {stats.clocks:,} clocks in {stats.seconds:.1f} s "
+              f"({stats.clocks_per_second / 1e6:.2f} M clocks/s); per command {stats.clocks / n:.0f} "
+              f"clocks, {stats.bytes_in / n:.1f} bytes in, {stats.bytes_out / n:.1f} bytes out")
     return 0 if result.agrees else 1
