@@ -346,6 +346,7 @@ SIM_PARAMS: dict[str, type] = {
     "markets": int, "levels": int, "orders": int, "ids": int,  # the engine's capacities
     "fifo": int, "frame": int, "window": int,                  # the link's
     "rto": int,  # the device's retransmission timeout, clocks (default VIRTUAL_RTO_CYCLES)
+    "rounds": int,  # Keccak rounds per clock (default 2, as on the boards)
 }
 """The query parameters of ``sim://`` URLs; omitted ones take the appliance's defaults."""
 
@@ -397,7 +398,8 @@ def appliance_from(params: Mapping[str, int]) -> ComponentLike:
                          f"yet ({e}); until it is, use model:// or a pyserial URL") from None
     link = {arg: params[key] for key, arg in (("fifo", "fifo_bytes"), ("frame", "max_frame"),
                                               ("window", "tx_window")) if key in params}
-    return Appliance(config, rto_cycles=params.get("rto", VIRTUAL_RTO_CYCLES), **link)
+    return Appliance(config, rto_cycles=params.get("rto", VIRTUAL_RTO_CYCLES),
+                     rounds_per_cycle=params.get("rounds", 2), **link)
 
 
 def pyserial_url(url: str) -> str:
