@@ -21,11 +21,10 @@ from ocee.hw.matching.model import MatchingModel
 from ocee.hw.protocol import Command
 
 from .board_cli import add_board_parser
-from .flowgen import FlowParams, generate_flow
+from .flowgen import FlowParams, generate_commands, generate_flow
 from .hw_cli import add_hw_commands
 from .jsonl import CommandSyntaxError, command_to_json, format_event, read_commands
 from .link.errors import LinkError
-from .progress import Progress
 from .replay import (
     BACKENDS,
     RUN_BACKENDS,
@@ -190,18 +189,6 @@ def cmd_gen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _generate(params: FlowParams, quiet: bool) -> list[Command]:
-    progress = Progress(params.commands, "generating", enabled=not quiet)
-    commands = []
-    for n, command in enumerate(generate_flow(params), start=1):
-        commands.append(command)
-        if not n % 4096:
-            progress.update(n)
-    progress.update(len(commands))
-    progress.finish()
-    return commands
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
@@ -224,7 +211,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     config = _config(args)
     params = _flow(args, config)
     print(f"machine: {_machine()}", file=sys.stderr)
-    commands = _generate(params, args.quiet)
+    commands = generate_commands(params, args.quiet)
     rows: list[tuple[str, float, int]] = []
     for label, hashing in (("matching only", False), ("matching + event hashing", True)):
         best = float("inf")

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from ocee.hw.matching.model import MatchingModel
-from ocee.hw.protocol import BatchClosed, Command, Event
+from ocee.hw.protocol import BatchClosed, Event
 
-from .flowgen import FlowParams, generate_flow
+from .flowgen import FlowParams, generate_commands
 from .link import Link, LinkError, open_link
 from .progress import Progress
 from .replay import ReplaySummary
@@ -51,14 +51,7 @@ def run_demo(link: Link, params: FlowParams, *, quiet: bool = False,
              stream: TextIO | None = None) -> DemoResult:
     """Generate ``params``' flow, stream it through ``link`` and check it against the model."""
     err = stream or sys.stderr
-    commands: list[Command] = []
-    progress = Progress(params.commands, "generating", stream=err, enabled=not quiet)
-    for n, command in enumerate(generate_flow(params), start=1):
-        commands.append(command)
-        if not n % 4096:
-            progress.update(n)
-    progress.update(len(commands))
-    progress.finish()
+    commands = generate_commands(params, quiet, err)
 
     reference = MatchingModel(params.config, hash_events=True)
     result = DemoResult()

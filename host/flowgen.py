@@ -17,6 +17,7 @@ import random
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TextIO
 
 from ocee.hw.matching.config import MatchingConfig
 from ocee.hw.matching.model import MatchingModel
@@ -38,7 +39,7 @@ from ocee.hw.protocol import (
     TimeInForce,
 )
 
-__all__ = ["FlowParams", "generate_flow"]
+__all__ = ["FlowParams", "generate_commands", "generate_flow"]
 
 _BUY, _SELL = Side.BUY, Side.SELL
 
@@ -260,3 +261,19 @@ def generate_flow(params: FlowParams) -> Iterator[Command]:
             since_batch += 1
             command = flow.step()
         yield command
+
+
+def generate_commands(params: FlowParams, quiet: bool = False,
+                      stream: TextIO | None = None) -> list[Command]:
+    """The whole flow as a list, with a progress line on ``stream`` (stderr) unless ``quiet``."""
+    from .progress import Progress
+
+    progress = Progress(params.commands, "generating", stream=stream, enabled=not quiet)
+    commands = []
+    for n, command in enumerate(generate_flow(params), start=1):
+        commands.append(command)
+        if not n % 4096:
+            progress.update(n)
+    progress.update(len(commands))
+    progress.finish()
+    return commands

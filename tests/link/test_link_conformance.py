@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import Connector
+from link_cases import SCRIPT
 
 from ocee.host.link import (
     DeviceEmulator,
@@ -27,29 +28,13 @@ from ocee.hw.matching.config import MatchingConfig
 from ocee.hw.matching.model import MatchingModel
 from ocee.hw.protocol import (
     BatchClosed,
-    Cancel,
-    CloseBatch,
     NewOrder,
     Opcode,
     ProtocolError,
-    Query,
     Rejected,
     RejectReason,
-    SetWindow,
     Side,
 )
-
-SCRIPT = [
-    NewOrder(market=0, id=1, account=1, side=Side.SELL, price=150, qty=5),
-    NewOrder(market=0, id=2, account=1, side=Side.SELL, price=151, qty=5),
-    NewOrder(market=0, id=17, account=3, side=Side.BUY, price=151, qty=7),
-    Query(market=0, levels=3),
-    Cancel(market=0, id=2),
-    Cancel(market=0, id=2),
-    SetWindow(market=1, lowest=5000),
-    NewOrder(market=1, id=3, account=2, side=Side.BUY, price=5100, qty=1),
-    CloseBatch(),
-]
 
 
 def test_connect_reports_the_device(connect: Connector) -> None:

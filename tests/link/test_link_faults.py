@@ -11,12 +11,10 @@ from typing import Any
 
 import pytest
 from conftest import Connector
+from link_cases import RATES
 
 from ocee.host.link import DeviceEmulator, FaultParams, FaultyStream, LinkOptions
 from ocee.hw.protocol import BatchClosed
-
-# Each rate is per byte and per direction; together about 3.3e-3 of the bytes are damaged.
-RATES = {"corrupt": 1e-3, "drop": 1e-3, "duplicate": 1e-3, "truncate": 2.5e-4}
 
 
 class Loopback:
