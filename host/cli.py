@@ -240,16 +240,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_bench_hashing(args: argparse.Namespace) -> int:
     from ocee.hw.hashing.bench import measure_batch_hasher, measure_keccak
 
+    options = [(k, c) for k in args.rounds_per_cycle for c in args.contexts]
     print("Keccak core in Amaranth's simulator, input back to back, output always ready\n")
-    print("| rounds per cycle | clocks per permutation | permutation every | one-block digest every |\n"
-          "|---:|---:|---:|---:|")
-    for k in args.rounds_per_cycle:
+    print("| rounds per cycle | contexts | clocks per permutation | permutation every | "
+          "one-block digest every |\n|---:|---:|---:|---:|---:|")
+    for k, c in options:
         try:
-            core = measure_keccak(k)
+            core = measure_keccak(k, c)
         except ValueError as e:
             raise UsageError(str(e)) from None
-        print(f"| {k} | {core.permutation_latency} | {core.permutation_period} | "
-              f"{core.digest_period} |", flush=True)
+        print(f"| {k} | {c} | {core.permutation_latency} | {core.permutation_period:g} | "
+              f"{core.digest_period:g} |", flush=True)
     config = _config(args)
     params = _flow(args, config)
     model = MatchingModel(config, hash_events=False)
@@ -257,14 +258,12 @@ def cmd_bench_hashing(args: argparse.Namespace) -> int:
     print(f"\nhashing stage (BatchHasher) in Amaranth's simulator: {len(events):,} events of a "
           f"{params.commands:,}-command flow (seed {params.seed}), input back to back, output "
           f"always ready\n")
-    print("| rounds per cycle | events | cycles | cycles per event |\n|---:|---:|---:|---:|")
-    for k in args.rounds_per_cycle:
-        try:
-            result = measure_batch_hasher(events, k)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        print(f"| {k} | {result.events:,} | {result.cycles:,} | {result.cycles_per_event:.2f} |",
-              flush=True)
+    print("| rounds per cycle | contexts | events | cycles | cycles per event |\n"
+          "|---:|---:|---:|---:|---:|")
+    for k, c in options:
+        result = measure_batch_hasher(events, k, c)
+        print(f"| {k} | {c} | {result.events:,} | {result.cycles:,} | "
+              f"{result.cycles_per_event:.2f} |", flush=True)
     return EXIT_OK
 
 
@@ -319,14 +318,16 @@ def cmd_hw_synth(args: argparse.Namespace) -> int:
     from ocee.hw.synthesis import BLOCKS, SynthesisError, synthesize
 
     try:
-        component = BLOCKS[args.block](args.rounds_per_cycle)
+        component = BLOCKS[args.block](args.rounds_per_cycle, args.contexts)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    print(f"ocee hw synth: {args.block} (rounds per cycle {args.rounds_per_cycle}) on "
+    print(f"ocee hw synth: {args.block} (rounds per cycle {args.rounds_per_cycle}, contexts "
+          f"{args.contexts}) on "
           f"LFE5U-85F speed {args.speed}, target {args.freq:g} MHz: yosys + nextpnr, this takes "
           f"minutes", file=sys.stderr)
     try:
-        report = synthesize(component, f"{args.block} k={args.rounds_per_cycle}",
+        report = synthesize(component,
+                            f"{args.block} k={args.rounds_per_cycle} c={args.contexts}",
                             target_mhz=args.freq, speed=args.speed,
                             workdir=Path(args.keep) if args.keep else None)
     except SynthesisError as e:
@@ -411,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_flow(p, commands=300)
     p.add_argument("--rounds-per-cycle", type=int, nargs="+", default=[1, 2, 3], metavar="K",
                    help="Keccak unroll options to measure (default 1 2 3)")
+    p.add_argument("--contexts", type=int, nargs="+", default=[1], metavar="C",
+                   help="Keccak contexts (permutations in flight) to measure with each K "
+                        "(default 1)")
     _add_capacity(p)
     p.set_defaults(run=cmd_bench_hashing)
     p = bench_sub.add_parser("rtl", help="the engine RTL's clocks per command and fill, and latency",
@@ -450,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("block", choices=["matching-engine", "keccak-f1600", "leaf-hasher", "batch-hasher"])
     p.add_argument("--rounds-per-cycle", type=int, default=1, metavar="K",
                    help="Keccak rounds per clock, a divisor of 24 (default 1)")
+    p.add_argument("--contexts", type=int, default=1, metavar="C",
+                   help="Keccak contexts: permutations in flight, a divisor of 24 / K "
+                        "(default 1)")
     p.add_argument("--freq", type=float, default=125.0, metavar="MHZ",
                    help="clock target (default 125)")
     p.add_argument("--speed", type=int, choices=[6, 7, 8], default=6, help="speed grade (default 6)")

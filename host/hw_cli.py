@@ -176,7 +176,8 @@ def cmd_hw_build(args: argparse.Namespace) -> int:
     try:
         plan = platform.build(top, name="top", do_build=False,
                               # router2: router1 took over 75 min on the congested appliance
-                              nextpnr_opts=f"--timing-allow-fail --router router2 --seed {args.seed}")
+                              nextpnr_opts=f"--timing-allow-fail --router router2 --seed {args.seed} "
+                                           f"{args.nextpnr_args}".strip())
     except DesignUnavailable as e:
         _err("build", str(e))
         return EXIT_FAILURE
@@ -344,6 +345,9 @@ def add_hw_commands(hw_sub: Any) -> None:
     p.add_argument("--baud", type=_positive_int, default=DEFAULT_BAUD, metavar="N",
                    help=f"the UART's baud rate (default {DEFAULT_BAUD:,}, the host link's)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr's placement seed (default 1)")
+    p.add_argument("--nextpnr-args", default="", metavar="ARGS",
+                   help="more options for nextpnr, e.g. '--router2-heatmap heat' to write "
+                        "the router's congestion maps (CSV) into the build directory")
     p.set_defaults(run=cmd_hw_build)
 
     p = hw_sub.add_parser(

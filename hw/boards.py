@@ -111,11 +111,12 @@ def _appliance(clk_freq: int) -> wiring.Component:
         raise DesignUnavailable(f"the appliance design (ocee.hw.appliance) cannot be imported "
                                 f"({e}); build --design loopback meanwhile") from None
     from .matching.config import MatchingConfig
-    # Two Keccak rounds per clock: 20 clocks per event in the hashing stage (1.5M events/s at
-    # 30 MHz, over a hundred times what a 3 Mbaud UART carries) at 62 MHz and 12k LUTs, where
-    # four rounds cost more area and Fmax for speed the link cannot use. The retransmission
-    # timeout is the host's default, 50 ms.
-    return Appliance(MatchingConfig(), rounds_per_cycle=2, rto_cycles=clk_freq // 20)
+    # One Keccak round per clock: 26 clocks per event in the hashing stage, 770k events/s at
+    # 20 MHz, over a hundred times what the UART carries (about 7k commands/s at 3 Mbaud). More
+    # rounds per clock buy speed the link cannot use with area and wiring the 85F lacks: the
+    # appliance with two rounds per clock did not route (docs/benchmarks.md). The
+    # retransmission timeout is the host's default, 50 ms.
+    return Appliance(MatchingConfig(), rounds_per_cycle=1, rto_cycles=clk_freq // 20)
 
 
 #: The designs a board top level can hold: each is built from the design clock's frequency, and

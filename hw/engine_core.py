@@ -26,7 +26,8 @@ __all__ = ["EngineCore"]
 
 
 class EngineCore(wiring.Component):
-    """Matching and hashing for ``config``, Keccak at ``rounds_per_cycle`` rounds per clock.
+    """Matching and hashing for ``config``, Keccak at ``rounds_per_cycle`` rounds per clock with
+    ``hash_contexts`` permutations in flight.
 
     Members
     -------
@@ -46,9 +47,11 @@ class EngineCore(wiring.Component):
         :class:`~ocee.hw.matching.engine.MatchingEngine`).
     """
 
-    def __init__(self, config: MatchingConfig | None = None, *, rounds_per_cycle: int = 1) -> None:
+    def __init__(self, config: MatchingConfig | None = None, *, rounds_per_cycle: int = 1,
+                 hash_contexts: int = 1) -> None:
         self.config = config or MatchingConfig()
         self.rounds_per_cycle = rounds_per_cycle
+        self.hash_contexts = hash_contexts
         self.engine = MatchingEngine(self.config)
         self.init_cycles = self.engine.init_cycles
         super().__init__({
@@ -65,7 +68,8 @@ class EngineCore(wiring.Component):
     def elaborate(self, platform: Any) -> Module:
         m = Module()
         m.submodules.matching = engine = self.engine
-        m.submodules.hashing = hasher = BatchHasher(self.rounds_per_cycle)
+        m.submodules.hashing = hasher = BatchHasher(self.rounds_per_cycle,
+                                                    contexts=self.hash_contexts)
         wiring.connect(m, wiring.flipped(self.i_command), engine.i_command)
         wiring.connect(m, engine.o_event, hasher.i_event)
         wiring.connect(m, hasher.o_event, wiring.flipped(self.o_event))

@@ -145,28 +145,28 @@ def synthesize(component: Any, block: str, *, target_mhz: float = 125.0, speed: 
                            used.get("DP16KD", 0), time.perf_counter() - start)
 
 
-def _keccak(k: int) -> Any:
+def _keccak(k: int, contexts: int) -> Any:
     from .hashing.keccak256 import KeccakF1600
-    return KeccakF1600(k)
+    return KeccakF1600(k, contexts)
 
 
-def _leaf_hasher(k: int) -> Any:
+def _leaf_hasher(k: int, contexts: int) -> Any:
     from .hashing.leaf_hasher import LeafHasher
-    return LeafHasher(k)
+    return LeafHasher(k, contexts)
 
 
-def _batch_hasher(k: int) -> Any:
+def _batch_hasher(k: int, contexts: int) -> Any:
     from .hashing.batch_hasher import BatchHasher
-    return BatchHasher(k)
+    return BatchHasher(k, contexts=contexts)
 
 
-def _matching_engine(k: int) -> Any:
+def _matching_engine(k: int, contexts: int) -> Any:
     from .matching.engine import MatchingEngine
-    return MatchingEngine()  # the ULX3S configuration; k (a hashing parameter) does not apply
+    return MatchingEngine()  # the ULX3S configuration; the hashing parameters do not apply
 
 
-#: Blocks ``ocee hw synth`` knows, each built from a rounds-per-cycle parameter.
-BLOCKS: dict[str, Callable[[int], Any]] = {
+#: Blocks ``ocee hw synth`` knows, each built from Keccak's rounds per clock and contexts.
+BLOCKS: dict[str, Callable[[int, int], Any]] = {
     "matching-engine": _matching_engine,
     "keccak-f1600": _keccak,
     "leaf-hasher": _leaf_hasher,

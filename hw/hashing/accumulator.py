@@ -12,10 +12,12 @@ from typing import Any
 
 from amaranth import Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
-from .keccak256 import Keccak256
+from .keccak256 import KeccakF1600, padded_state
 
 __all__ = ["ACCUMULATOR_INPUT", "BATCH_ROOT", "BatchAccumulator"]
 
@@ -52,14 +54,24 @@ class BatchAccumulator(wiring.Component):
     o_root : Out(stream.Signature(BATCH_ROOT))
         One per close: the number of leaves and the root. The next batch starts clean.
 
-    Cost: a leaf whose arrival completes ``c`` subtrees (``c`` trailing ones in the count before
-    it) takes ``c`` pair hashes; that is one hash per leaf on average, and a close takes one per
-    set bit of the count but the lowest. Each pair hash is one Keccak block, ``24 //
-    rounds_per_cycle + 2`` clocks, plus 2 clocks to read the frontier and 1 to order the pair.
+    The levels work independently, so pair hashes of different levels overlap in the
+    permutation's contexts: a node arriving at level ``l`` (a leaf at level 0, a pair hash's
+    result at ``l + 1``) is kept if the level is empty, or else sent with the level's node to
+    be hashed, the result arriving later at level ``l + 1``. Nodes of one level arrive in order
+    (every hash takes the same time and the ring keeps order), so each pairs with its sibling;
+    the pair hash is commutative, so which of the two is kept does not matter. Hashes in flight
+    are bounded (``max_pending``; each yields at most one more), so the request queue never
+    overflows and a returning hash never waits for room. Leaves are taken one per clock while
+    the permutation keeps up: on average one pair hash per leaf, one per
+    ``24 // (rounds_per_cycle * contexts)`` clocks. A close waits for the hashes in flight,
+    then folds the frontier from its lowest node up, one hash at a time.
     """
 
-    def __init__(self, rounds_per_cycle: int = 1) -> None:
-        self.keccak = Keccak256(rounds_per_cycle)
+    def __init__(self, rounds_per_cycle: int = 1, contexts: int = 1) -> None:
+        self.keccak = KeccakF1600(rounds_per_cycle, contexts)
+        # The ring's contexts, its output register, the pair register and a clock or two of
+        # slack: enough requests to keep every context busy.
+        self.max_pending = contexts + 4
         super().__init__({
             "i_item": In(stream.Signature(ACCUMULATOR_INPUT)),
             "o_root": Out(stream.Signature(BATCH_ROOT)),
@@ -68,96 +80,110 @@ class BatchAccumulator(wiring.Component):
     def elaborate(self, platform: Any) -> Module:
         m = Module()
         m.submodules.keccak = keccak = self.keccak
+        # The frontier in LUT RAM read without a clock, so a node arriving in one clock is
+        # read, decided on and written in that clock, with nothing to forward.
         m.submodules.frontier = frontier = Memory(shape=256, depth=_DEPTH, init=[])
-        read = frontier.read_port()
+        read = frontier.read_port(domain="comb")
         write = frontier.write_port()
+        # Pair hashes to do, two nodes each, and the level each result belongs to, in order.
+        m.submodules.requests = requests = SyncFIFOBuffered(width=512, depth=self.max_pending)
+        # (One entry per hash in flight, and one more: a FIFO refuses a write while full even
+        # in the clock it is read, which is when a returning hash requests the next.)
+        m.submodules.levels = levels = SyncFIFO(width=ceil_log2(_DEPTH + 1),
+                                                depth=self.max_pending + 1)
 
-        count = Signal(32)  # leaves of this batch so far: bit k set = frontier[k] holds a subtree
-        node = Signal(256)  # the node being carried up (a leaf) or the fold so far (a close)
-        have_node = Signal()  # a close has folded at least one frontier node into `node`
-        level = Signal(range(_DEPTH + 1))
-        closing = Signal()
+        occupied = Signal(_DEPTH)  # bit l: frontier[l] holds a node waiting for its sibling
+        count = Signal(32)  # leaves of this batch so far
+        pending = Signal(range(self.max_pending + 1))  # pair hashes requested, not yet returned
 
-        # A pair hash: the smaller node's bytes first, then the larger's, as one 64-byte block.
-        # The 256-bit comparison is registered (state PAIR) to keep it off Keccak's input path.
-        sibling = read.data
-        node_first = _big_endian(node) < _big_endian(sibling)
+        # The pair register: the smaller node's bytes first, then the larger's, one padded block.
+        # The 256-bit comparison is registered here to keep it off the ring's input path.
         pair = Signal(512)
+        pair_valid = Signal()
+        first, second = requests.r_data[:256], requests.r_data[256:]
         m.d.comb += [
-            keccak.i_block.payload.data.eq(pair),
-            keccak.i_block.payload.length.eq(64),
-            keccak.i_block.payload.last.eq(1),
-            read.addr.eq(level),
-            write.addr.eq(level),
-            write.data.eq(node),
+            keccak.i.valid.eq(pair_valid),
+            keccak.i.payload.eq(padded_state(pair, 64)),
+            requests.r_en.eq(~pair_valid | keccak.i.ready),
         ]
-        m.d.comb += keccak.o_digest.ready.eq(1)
+        with m.If(requests.r_en):
+            m.d.sync += [
+                pair_valid.eq(requests.r_rdy),
+                pair.eq(Mux(_big_endian(first) < _big_endian(second), Cat(first, second),
+                            Cat(second, first))),
+            ]
+        digest = keccak.o.payload[:256]
+
+        # One node arrives per clock: a returning hash's result, or else a leaf.
+        arriving = Signal()
+        node = Signal(256)
+        level = Signal(range(_DEPTH))
+        m.d.comb += [read.addr.eq(level), write.addr.eq(level), write.data.eq(node)]
+        requested = Signal()
+        returned = Signal()
+        with m.If(arriving):
+            with m.If(occupied.bit_select(level, 1)):
+                m.d.comb += [requests.w_en.eq(1), requests.w_data.eq(Cat(read.data, node)),
+                             levels.w_en.eq(1), levels.w_data.eq(level + 1), requested.eq(1)]
+                m.d.sync += occupied.bit_select(level, 1).eq(0)
+            with m.Else():
+                m.d.comb += write.en.eq(1)
+                m.d.sync += occupied.bit_select(level, 1).eq(1)
+        m.d.sync += pending.eq(pending + requested - returned)
+
         item = self.i_item.payload
+        fold = Signal(256)  # a close: the frontier folded so far
+        have_fold = Signal()
         remaining = Signal(32)  # the count's bits from `level` up: the close is done at 0
-        m.d.comb += remaining.eq(count >> level)
+        fold_level = Signal(range(_DEPTH + 1))
+        m.d.comb += remaining.eq(count >> fold_level)
 
         with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += self.i_item.ready.eq(1)
-                with m.If(self.i_item.valid & item.restart):
-                    m.d.sync += count.eq(0)  # the frontier's nodes are valid by count's bits
-                with m.Elif(self.i_item.valid):
-                    m.d.sync += [node.eq(item.leaf), level.eq(0), closing.eq(item.close),
-                                 have_node.eq(0)]
-                    with m.If(item.close):
-                        m.d.sync += node.eq(0)
-                        m.next = "FOLD"
+            with m.State("STREAM"):
+                m.d.comb += keccak.o.ready.eq(1)
+                with m.If(keccak.o.valid):
+                    m.d.comb += [arriving.eq(1), node.eq(digest), level.eq(levels.r_data),
+                                 levels.r_en.eq(1), returned.eq(1)]
+                with m.Elif(self.i_item.valid & ~item.close & ~item.restart):
+                    m.d.comb += self.i_item.ready.eq(pending < self.max_pending)
+                    with m.If(self.i_item.ready):
+                        m.d.comb += [arriving.eq(1), node.eq(item.leaf), level.eq(0)]
+                        m.d.sync += count.eq(count + 1)
+                with m.Elif(self.i_item.valid & (pending == 0)):
+                    # Every hash of the batch has returned: the frontier is complete.
+                    with m.If(item.restart):
+                        m.d.comb += self.i_item.ready.eq(1)
+                        m.d.sync += [count.eq(0), occupied.eq(0)]
                     with m.Else():
-                        m.next = "CARRY"
-
-            # A leaf: while frontier[level] holds a subtree, hash it with the node and go up.
-            with m.State("CARRY"):
-                with m.If(count.bit_select(level, 1)):
-                    m.next = "CARRY_READ"
-                with m.Else():
-                    m.d.comb += write.en.eq(1)
-                    m.d.sync += count.eq(count + 1)
-                    m.next = "IDLE"
-            with m.State("CARRY_READ"):  # the read port answers one clock after its address
-                m.next = "PAIR"
+                        m.d.sync += [fold_level.eq(0), have_fold.eq(0), fold.eq(0)]
+                        m.next = "FOLD"
 
             # A close: fold the frontier from its lowest node up.
             with m.State("FOLD"):
+                m.d.comb += level.eq(fold_level)
                 with m.If(remaining == 0):
                     m.next = "EMIT"
-                with m.Elif(remaining[0]):
-                    m.next = "FOLD_READ"
+                with m.Elif(remaining[0] & have_fold):
+                    m.d.comb += [requests.w_en.eq(1), requests.w_data.eq(Cat(read.data, fold))]
+                    m.next = "FOLD_HASH"
                 with m.Else():
-                    m.d.sync += level.eq(level + 1)
-            with m.State("FOLD_READ"):
-                with m.If(have_node):
-                    m.next = "PAIR"
-                with m.Else():
-                    m.d.sync += [node.eq(read.data), have_node.eq(1), level.eq(level + 1)]
+                    with m.If(remaining[0]):
+                        m.d.sync += [fold.eq(read.data), have_fold.eq(1)]
+                    m.d.sync += fold_level.eq(fold_level + 1)
+            with m.State("FOLD_HASH"):
+                m.d.comb += keccak.o.ready.eq(1)
+                with m.If(keccak.o.valid):
+                    m.d.sync += [fold.eq(digest), fold_level.eq(fold_level + 1)]
                     m.next = "FOLD"
-
-            with m.State("PAIR"):
-                m.d.sync += pair.eq(Mux(node_first, Cat(node, sibling), Cat(sibling, node)))
-                m.next = "HASH"
-            with m.State("HASH"):
-                m.d.comb += keccak.i_block.valid.eq(1)
-                with m.If(keccak.i_block.ready):
-                    m.next = "HASH_WAIT"
-            with m.State("HASH_WAIT"):
-                with m.If(keccak.o_digest.valid):
-                    m.d.sync += [node.eq(keccak.o_digest.payload), level.eq(level + 1)]
-                    with m.If(closing):
-                        m.next = "FOLD"
-                    with m.Else():
-                        m.next = "CARRY"
 
             with m.State("EMIT"):
                 m.d.comb += [
                     self.o_root.valid.eq(1),
                     self.o_root.payload.count.eq(count),
-                    self.o_root.payload.root.eq(node),
+                    self.o_root.payload.root.eq(fold),
                 ]
                 with m.If(self.o_root.ready):
-                    m.d.sync += count.eq(0)
-                    m.next = "IDLE"
+                    m.d.comb += self.i_item.ready.eq(1)  # the close item leaves with its root
+                    m.d.sync += [count.eq(0), occupied.eq(0)]
+                    m.next = "STREAM"
         return m

@@ -36,16 +36,19 @@ class BatchHasher(wiring.Component):
 
     An event is taken when the output and the leaf hasher can both take it. Leaves queue for the
     accumulator (``queue_depth`` entries), so leaf hashing and the tree's pair hashing overlap:
-    the event rate is the slower of the two, one Keccak permutation per event each. A
-    ``batch_closed`` event waits for the leaves in flight and the fold of the frontier.
+    the event rate is the slower of the two, one Keccak permutation per event each, and each
+    has its own permutation of ``rounds_per_cycle`` rounds per stage and ``contexts`` stages:
+    one event per ``24 // (rounds_per_cycle * contexts)`` clocks. A ``batch_closed`` event
+    waits for the leaves in flight and the fold of the frontier.
     """
 
-    def __init__(self, rounds_per_cycle: int = 1, queue_depth: int = 8) -> None:
+    def __init__(self, rounds_per_cycle: int = 1, queue_depth: int = 8,
+                 contexts: int = 1) -> None:
         if queue_depth < 2:
             raise ValueError(f"queue_depth must be at least 2, not {queue_depth}")
         self.queue_depth = queue_depth
-        self.leaf_hasher = LeafHasher(rounds_per_cycle)
-        self.accumulator = BatchAccumulator(rounds_per_cycle)
+        self.leaf_hasher = LeafHasher(rounds_per_cycle, contexts)
+        self.accumulator = BatchAccumulator(rounds_per_cycle, contexts)
         super().__init__({
             "i_event": In(stream.Signature(EVENT)),
             "o_event": Out(stream.Signature(EVENT)),
@@ -69,7 +72,8 @@ class BatchHasher(wiring.Component):
         event = self.i_event.payload
         is_batch = event.header.kind == EventKind.BATCH_CLOSED
         is_restart = event.header.kind.as_value() == 0
-        in_flight = Signal()  # an event is in the leaf hasher, its leaf not yet queued
+        # Events in the leaf hasher whose leaves are not yet queued (its ring, its output).
+        in_flight = Signal(range(self.leaf_hasher.capacity() + 1))
         item = data.View(ACCUMULATOR_INPUT, queue.w_data)
         m.d.comb += [
             hasher.i_event.payload.eq(event),
@@ -88,14 +92,12 @@ class BatchHasher(wiring.Component):
                         self.o_event.payload.eq(event),
                         self.i_event.ready.eq(self.o_event.ready & hasher.i_event.ready),
                     ]
-                    with m.If(self.i_event.valid & self.i_event.ready):
-                        m.d.sync += in_flight.eq(1)
-                    with m.Elif(leaf_queued):
-                        m.d.sync += in_flight.eq(0)
+                    m.d.sync += in_flight.eq(in_flight + (self.i_event.valid & self.i_event.ready)
+                                             - leaf_queued)
                 with m.Else():
                     with m.If(leaf_queued):
-                        m.d.sync += in_flight.eq(0)
-                    with m.If(self.i_event.valid & ~in_flight & ~hasher.o_leaf.valid):
+                        m.d.sync += in_flight.eq(in_flight - 1)
+                    with m.If(self.i_event.valid & (in_flight == 0)):
                         with m.If(is_restart):
                             m.next = "RESTART"
                         with m.Else():

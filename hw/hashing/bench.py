@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any
 
 from amaranth import Value
@@ -29,6 +28,7 @@ __all__ = ["HashingThroughput", "KeccakTiming", "measure_batch_hasher", "measure
 @dataclass(frozen=True)
 class HashingThroughput:
     rounds_per_cycle: int
+    contexts: int
     events: int
     cycles: int
 
@@ -37,8 +37,9 @@ class HashingThroughput:
         return self.cycles / self.events
 
 
-def measure_batch_hasher(events: list[Event], rounds_per_cycle: int) -> HashingThroughput:
-    dut = BatchHasher(rounds_per_cycle)
+def measure_batch_hasher(events: list[Event], rounds_per_cycle: int,
+                         contexts: int = 1) -> HashingThroughput:
+    dut = BatchHasher(rounds_per_cycle, contexts=contexts)
     done = {"cycles": 0, "out": 0}
 
     async def producer(ctx: Any) -> None:
@@ -62,28 +63,33 @@ def measure_batch_hasher(events: list[Event], rounds_per_cycle: int) -> HashingT
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
     sim.run()
-    return HashingThroughput(rounds_per_cycle, len(events), done["cycles"])
+    return HashingThroughput(rounds_per_cycle, contexts, len(events), done["cycles"])
 
 
 @dataclass(frozen=True)
 class KeccakTiming:
     rounds_per_cycle: int
+    contexts: int
     permutation_latency: int
     """Clocks from a state taken to its permuted state presented (``KeccakF1600``)."""
-    permutation_period: int
-    """Clocks from one permutation to the next, states back to back (``KeccakF1600``)."""
-    digest_period: int
+    permutation_period: float
+    """Clocks per permutation, states back to back (``KeccakF1600``): the ring finishes its
+    contexts in a burst, so this is the time for ``contexts`` of them divided by ``contexts``."""
+    digest_period: float
     """Clocks from one digest to the next, one-block messages back to back (``Keccak256``): the
     rate of one core hashing leaves or inner nodes."""
 
 
-def measure_keccak(rounds_per_cycle: int, count: int = 6) -> KeccakTiming:
-    """Time ``count`` permutations and ``count`` one-block digests, and check their results."""
+def measure_keccak(rounds_per_cycle: int, contexts: int = 1, count: int = 6) -> KeccakTiming:
+    """Time ``count`` rounds of the ring's contexts and ``count`` one-block digests, and check
+    their results."""
     rng = random.Random(rounds_per_cycle)
-    states = [rng.getrandbits(1600) for _ in range(count)]
-    taken, presented, results = _run_stream(KeccakF1600(rounds_per_cycle), "i", "o", states)
+    states = [rng.getrandbits(1600) for _ in range(count * contexts)]
+    ring = KeccakF1600(rounds_per_cycle, contexts)
+    taken, presented, results = _run_stream(ring, "i", "o", states)
     if results != [_permuted(s) for s in states]:
-        raise RuntimeError(f"KeccakF1600({rounds_per_cycle}) disagrees with the golden model")
+        raise RuntimeError(f"KeccakF1600({rounds_per_cycle}, {contexts}) disagrees with the "
+                           f"golden model")
     latencies = {p - t for t, p in zip(taken, presented, strict=True)}
     messages = [rng.randbytes(39) for _ in range(count)]  # the longest leaf preimage
     blocks = [int.from_bytes(m, "little") | len(m) << BLOCK["length"].offset | 1 << BLOCK["last"].offset
@@ -91,7 +97,8 @@ def measure_keccak(rounds_per_cycle: int, count: int = 6) -> KeccakTiming:
     _, digested, digests = _run_stream(Keccak256(rounds_per_cycle), "i_block", "o_digest", blocks)
     if [d.to_bytes(32, "little") for d in digests] != [keccak256_reference(m) for m in messages]:
         raise RuntimeError(f"Keccak256({rounds_per_cycle}) disagrees with the golden model")
-    return KeccakTiming(rounds_per_cycle, _single(latencies), _period(taken), _period(digested))
+    return KeccakTiming(rounds_per_cycle, contexts, _single(latencies),
+                        _period(presented, contexts), _period(digested))
 
 
 def _run_stream(dut: Any, i: str, o: str, payloads: list[int]) -> tuple[list[int], list[int], list[int]]:
@@ -142,5 +149,6 @@ def _single(values: set[int]) -> int:
     return values.pop()
 
 
-def _period(clocks: list[int]) -> int:
-    return _single({b - a for a, b in pairwise(clocks)})
+def _period(clocks: list[int], contexts: int = 1) -> float:
+    """Clocks per event of a steady stream of events ``clocks``, ``contexts`` at a time."""
+    return _single({b - a for a, b in zip(clocks, clocks[contexts:], strict=False)}) / contexts

@@ -17,7 +17,8 @@ from amaranth.lib.wiring import In, Out
 
 from .keccak import RATE_BYTES, RHO_OFFSETS, ROUND_CONSTANTS
 
-__all__ = ["BLOCK", "ROUNDS_PER_CYCLE_CHOICES", "Keccak256", "KeccakF1600", "keccak_round"]
+__all__ = ["BLOCK", "ROUNDS_PER_CYCLE_CHOICES", "Keccak256", "KeccakF1600", "keccak_round",
+           "padded_state"]
 
 ROUNDS_PER_CYCLE_CHOICES = (1, 2, 3, 4, 6, 8, 12, 24)
 
@@ -54,28 +55,38 @@ def keccak_round(m: Module, lanes: list[Value], round_constant: Value, name: str
 
 
 class KeccakF1600(wiring.Component):
-    """The Keccak-f[1600] permutation, iterated ``rounds_per_cycle`` rounds per clock.
+    """The Keccak-f[1600] permutation: a ring of ``contexts`` stages of ``rounds_per_cycle``
+    rounds each, with up to ``contexts`` permutations in flight.
 
     Members
     -------
     i : In(stream.Signature(1600))
-        A state to permute; taken when the core is idle.
+        A state to permute; taken when the ring's first stage is free.
     o : Out(stream.Signature(1600))
-        The permuted state; held until taken.
+        The permuted states, in the order they were taken; each held until taken.
 
-    Latency ``24 // rounds_per_cycle`` clocks from taking a state to presenting the result;
-    one permutation at a time, so back to back it takes one every ``24 // rounds_per_cycle + 2``
-    clocks (measured: ``ocee bench hashing``; the handshakes in and out cost a clock each).
-    Area grows about linearly with ``rounds_per_cycle``
-    (each round is ~3,200 LUT4 of XOR/AND-NOT logic).
+    Each stage is ``rounds_per_cycle`` rounds of combinational logic behind a 1600-bit register,
+    and a state goes round the ring until it has had its 24 rounds: ``24 // rounds_per_cycle``
+    clocks from taking it to presenting its result. One context (the default) is the classic
+    iterated core, one permutation per ``24 // rounds_per_cycle`` clocks back to back; ``c``
+    contexts interleave ``c`` independent states, so the ring finishes one every
+    ``24 // (rounds_per_cycle * c)`` clocks at the Fmax of one stage: throughput bought with a
+    stage's area (about 3,200 LUT4 per round) but not with a longer critical path, where more
+    rounds per clock lengthen it. The ring stops while a finished state waits at ``o``.
     """
 
-    def __init__(self, rounds_per_cycle: int = 1) -> None:
+    def __init__(self, rounds_per_cycle: int = 1, contexts: int = 1) -> None:
         if rounds_per_cycle not in ROUNDS_PER_CYCLE_CHOICES:
             raise ValueError(f"rounds_per_cycle must be one of {ROUNDS_PER_CYCLE_CHOICES} (a "
                              f"divisor of 24), not {rounds_per_cycle!r}")
+        steps = 24 // rounds_per_cycle
+        if not isinstance(contexts, int) or contexts < 1 or steps % contexts:
+            choices = [c for c in range(1, steps + 1) if steps % c == 0]
+            raise ValueError(f"contexts must divide the {steps} steps of {rounds_per_cycle} "
+                             f"round(s) each, one of {choices}, not {contexts!r}")
         self.rounds_per_cycle = rounds_per_cycle
-        self.cycles = 24 // rounds_per_cycle
+        self.contexts = contexts
+        self.cycles = steps
         super().__init__({
             "i": In(stream.Signature(1600)),
             "o": Out(stream.Signature(1600)),
@@ -83,30 +94,39 @@ class KeccakF1600(wiring.Component):
 
     def elaborate(self, platform: Any) -> Module:
         m = Module()
-        k = self.rounds_per_cycle
-        state = Signal(1600)
-        step = Signal(range(self.cycles + 1))  # rounds done so far, in units of k
-        busy = Signal()
+        k, c = self.rounds_per_cycle, self.contexts
+        state = [Signal(1600, name=f"state{j}") for j in range(c)]
+        valid = [Signal(name=f"valid{j}") for j in range(c)]
+        step = [Signal(range(self.cycles), name=f"step{j}") for j in range(c)]  # k-round steps done
 
-        # Round constants for the k rounds of this step: a ROM per unrolled position.
-        lanes: list[Value] = [state[64 * i: 64 * (i + 1)] for i in range(25)]
-        for j in range(k):
-            rom = Array(Const(ROUND_CONSTANTS[s * k + j], 64) for s in range(self.cycles))
-            lanes = list(keccak_round(m, lanes, rom[step], name=f"round{j}"))
-        next_state = Cat(*lanes)
+        # Stage j: the k rounds of its context's current step, round constants from a ROM per
+        # unrolled position indexed by the context's own step count.
+        after: list[Value] = []
+        for j in range(c):
+            lanes: list[Value] = [state[j][64 * i: 64 * (i + 1)] for i in range(25)]
+            for r in range(k):
+                rom = Array(Const(ROUND_CONSTANTS[s * k + r], 64) for s in range(self.cycles))
+                lanes = list(keccak_round(m, lanes, rom[step[j]], name=f"stage{j}_round{r}"))
+            after.append(Cat(*lanes))
 
-        m.d.comb += [
-            self.i.ready.eq(~busy & ~self.o.valid),
-            self.o.payload.eq(state),
-        ]
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [state.eq(self.i.payload), step.eq(0), busy.eq(1)]
-        with m.Elif(busy):
-            m.d.sync += [state.eq(next_state), step.eq(step + 1)]
-            with m.If(step == self.cycles - 1):
-                m.d.sync += [busy.eq(0), self.o.valid.eq(1)]
-        with m.If(self.o.valid & self.o.ready):
+        # A context finishes in the last stage (contexts divides the steps): it leaves through
+        # `o`, and its slot in the first stage is free for a new state in the same clock.
+        finishing = valid[c - 1] & (step[c - 1] == self.cycles - 1)
+        stall = finishing & self.o.valid & ~self.o.ready
+        m.d.comb += self.i.ready.eq(~stall & (~valid[c - 1] | finishing))
+        with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
+        with m.If(~stall):
+            with m.If(finishing):
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(after[c - 1])]
+            for j in range(1, c):
+                m.d.sync += [state[j].eq(after[j - 1]), valid[j].eq(valid[j - 1]),
+                             step[j].eq(step[j - 1] + 1)]
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += [state[0].eq(self.i.payload), valid[0].eq(1), step[0].eq(0)]
+            with m.Else():
+                m.d.sync += [state[0].eq(after[c - 1]), valid[0].eq(valid[c - 1] & ~finishing),
+                             step[0].eq(step[c - 1] + 1)]
         return m
 
 
@@ -185,6 +205,23 @@ class Keccak256(wiring.Component):
                     m.d.sync += state.eq(0)
                     m.next = "ABSORB"
         return m
+
+
+def padded_state(message: Value, length: int) -> Value:
+    """The initial state of a one-block Keccak-256 of a message of ``length`` bytes (fixed at
+    elaboration), byte k at bits 8k..8k+7: the message, Ethereum's padding (0x01 after it, 0x80
+    in the rate's last byte) and a zero capacity. The padding is constant, so it costs no logic:
+    a leaf or a node of the tree is a permutation of this state and the digest its first 256 bits.
+    """
+    if not 0 <= length < RATE_BYTES:
+        raise ValueError(f"a one-block message has 0 to {RATE_BYTES - 1} bytes, not {length}")
+    if len(message) != 8 * length:
+        raise ValueError(f"the message has {len(message)} bits, not {8 * length}")
+    if length == RATE_BYTES - 1:
+        padding = Const(0x81, 8)
+    else:
+        padding = Cat(Const(0x01, 8), Const(0, 8 * (RATE_BYTES - 2 - length)), Const(0x80, 8))
+    return Cat(message, padding, Const(0, 1600 - 8 * RATE_BYTES))
 
 
 def _masked_byte(data: Value, index: int, length: Value) -> Value:

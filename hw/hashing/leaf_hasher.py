@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from amaranth import Cat, Const, Module, Value
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..protocol import EVENT, EVENT_CODEC, BatchClosed
 from .keccak import RATE_BYTES
-from .keccak256 import Keccak256
+from .keccak256 import KeccakF1600, padded_state
 
 __all__ = ["LeafHasher", "leaf_preimage_bits"]
 
@@ -44,12 +45,23 @@ class LeafHasher(wiring.Component):
     o_leaf : Out(stream.Signature(256))
         One leaf per event, in order; byte k at bits 8k .. 8k+7.
 
-    Every leaf preimage is at most 39 bytes, so each leaf is one Keccak block: the throughput is
-    the Keccak core's, one leaf per ``24 // rounds_per_cycle + 2`` clocks.
+    Every leaf preimage is at most 39 bytes, so each leaf is one Keccak block whose length and
+    padding are fixed by the event's kind: the block is chosen by kind and permuted, with no
+    sponge state kept between blocks. Leaves pipeline through the permutation's ``contexts``:
+    one leaf per ``24 // (rounds_per_cycle * contexts)`` clocks back to back.
+
+    Events wait in a two-entry queue in front of the permutation, whose first stage is free only
+    every few clocks when it holds several contexts: ``i_event.ready`` is the queue's, so it
+    does not come and go with the ring's slots (the hashing stage forwards an event in the
+    clock the leaf hasher takes it, and a stream's valid may not fall before its transfer).
     """
 
-    def __init__(self, rounds_per_cycle: int = 1) -> None:
-        self.keccak = Keccak256(rounds_per_cycle)
+    def capacity(self) -> int:
+        """Events taken and not yet out as leaves, at most: the queue, the ring, its output."""
+        return 2 + self.keccak.contexts + 1
+
+    def __init__(self, rounds_per_cycle: int = 1, contexts: int = 1) -> None:
+        self.keccak = KeccakF1600(rounds_per_cycle, contexts)
         super().__init__({
             "i_event": In(stream.Signature(EVENT)),
             "o_leaf": Out(stream.Signature(256)),
@@ -58,9 +70,14 @@ class LeafHasher(wiring.Component):
     def elaborate(self, platform: Any) -> Module:
         m = Module()
         m.submodules.keccak = keccak = self.keccak
-        event = self.i_event.payload
+        m.submodules.queue = queue = SyncFIFOBuffered(width=EVENT.size, depth=2)
+        m.d.comb += [
+            queue.w_data.eq(self.i_event.payload.as_value()),
+            queue.w_en.eq(self.i_event.valid),
+            self.i_event.ready.eq(queue.w_rdy),
+        ]
+        event = data.View(EVENT, queue.r_data)
         bits = event.as_value()
-        block = keccak.i_block.payload
         with m.Switch(event.header.kind):
             for cls in EVENT_CODEC.classes:
                 if cls is BatchClosed:
@@ -68,11 +85,12 @@ class LeafHasher(wiring.Component):
                 preimage, length = leaf_preimage_bits(bits, cls)
                 assert length < RATE_BYTES
                 with m.Case(cls.KIND):
-                    m.d.comb += [block.data.eq(preimage), block.length.eq(length)]
+                    m.d.comb += keccak.i.payload.eq(padded_state(preimage, length))
         m.d.comb += [
-            block.last.eq(1),
-            keccak.i_block.valid.eq(self.i_event.valid),
-            self.i_event.ready.eq(keccak.i_block.ready),
+            keccak.i.valid.eq(queue.r_rdy),
+            queue.r_en.eq(keccak.i.ready),
+            self.o_leaf.valid.eq(keccak.o.valid),
+            self.o_leaf.payload.eq(keccak.o.payload[:256]),
+            keccak.o.ready.eq(self.o_leaf.ready),
         ]
-        wiring.connect(m, keccak.o_digest, wiring.flipped(self.o_leaf))
         return m

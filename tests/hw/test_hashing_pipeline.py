@@ -36,11 +36,12 @@ def _flow_events(n: int) -> list:
     return [e for e in events if not isinstance(e, BatchClosed)]
 
 
-def test_leaf_hasher_matches_the_leaf_encoding() -> None:
+@pytest.mark.parametrize(("rounds_per_cycle", "contexts"), [(2, 1), (1, 3)])
+def test_leaf_hasher_matches_the_leaf_encoding(rounds_per_cycle: int, contexts: int) -> None:
     events = _flow_events(300)
     kinds = {type(e) for e in events}
     assert len(kinds) >= 6  # accepted, fill, canceled, modified, book, rejected, ...
-    dut = LeafHasher(rounds_per_cycle=2)
+    dut = LeafHasher(rounds_per_cycle, contexts)
     rng = random.Random(1)
     leaves: list[bytes] = []
 
@@ -55,12 +56,14 @@ def test_leaf_hasher_matches_the_leaf_encoding() -> None:
     assert leaves == [event_leaf(e) for e in events]
 
 
-@pytest.mark.parametrize("rounds_per_cycle", [1, 3])
-def test_accumulator_roots_for_every_tree_shape(rounds_per_cycle: int) -> None:
+@pytest.mark.parametrize(("rounds_per_cycle", "contexts", "idle"),
+                         [(1, 1, 0.2), (3, 1, 0.2), (1, 3, 0.0), (2, 4, 0.05)])
+def test_accumulator_roots_for_every_tree_shape(rounds_per_cycle: int, contexts: int,
+                                                idle: float) -> None:
     # (24 rounds per cycle is checked in test_keccak256; it is slow in Amaranth's simulator.)
     sizes = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 65, 0]
     batches = [[keccak256(bytes([n, i])) for i in range(n)] for n in sizes]
-    dut = BatchAccumulator(rounds_per_cycle)
+    dut = BatchAccumulator(rounds_per_cycle, contexts)
     rng = random.Random(2)
     roots: list[tuple[int, bytes]] = []
 
@@ -69,7 +72,7 @@ def test_accumulator_roots_for_every_tree_shape(rounds_per_cycle: int) -> None:
                           {"leaf": 0, "close": 1}]]
 
     async def producer(ctx) -> None:  # type: ignore[no-untyped-def]
-        await send(ctx, dut.i_item, items, rng, idle=0.2)
+        await send(ctx, dut.i_item, items, rng, idle=idle)
 
     async def consumer(ctx) -> None:  # type: ignore[no-untyped-def]
         await receive(ctx, dut.o_root, len(batches), roots, rng, ready=0.5,
@@ -80,7 +83,9 @@ def test_accumulator_roots_for_every_tree_shape(rounds_per_cycle: int) -> None:
     assert roots[0] == (0, EMPTY_ROOT)
 
 
-def test_batch_hasher_turns_unhashed_events_into_the_devices() -> None:
+@pytest.mark.parametrize(("rounds_per_cycle", "contexts"), [(2, 1), (1, 3)])
+def test_batch_hasher_turns_unhashed_events_into_the_devices(rounds_per_cycle: int,
+                                                             contexts: int) -> None:
     """Events of the model without hashing in, the full model's events (roots filled) out."""
     commands = list(generate_flow(FlowParams(commands=160, seed=9, markets=2, batch_every=23)))
     plain = MatchingModel(hash_events=False)
@@ -88,7 +93,7 @@ def test_batch_hasher_turns_unhashed_events_into_the_devices() -> None:
     events_in = [e for c in commands for e in plain.execute(c)]
     expected = [e for c in commands for e in full.execute(c)]
     assert sum(isinstance(e, BatchClosed) for e in expected) == 7
-    dut = BatchHasher(rounds_per_cycle=2)
+    dut = BatchHasher(rounds_per_cycle, contexts=contexts)
     rng = random.Random(3)
     got: list = []
 

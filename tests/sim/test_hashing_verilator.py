@@ -30,17 +30,19 @@ def plain_and_full(commands: int, seed: int, markets: int,
     return ([e for c in flow for e in plain.execute(c)], [e for c in flow for e in full.execute(c)])
 
 
-def run(inputs: list[str], expected: list[str], **params: Any) -> BenchResult:
-    return build_and_test(BatchHasher(rounds_per_cycle=1), name="batch_hasher",
+def run(inputs: list[str], expected: list[str], contexts: int = 1, **params: Any) -> BenchResult:
+    return build_and_test(BatchHasher(rounds_per_cycle=1, contexts=contexts),
+                          name=f"batch_hasher_c{contexts}",
                           test_module="cocotb_batch_hasher", python_path=[HERE], seed=5,
                           params={"inputs": inputs, "expected": expected, **params})
 
 
-@pytest.mark.parametrize(("idle", "backpressure"), [(0.0, 0.0), (0.3, 0.5)])
-def test_batch_hasher_under_verilator(idle: float, backpressure: float) -> None:
+@pytest.mark.parametrize(("contexts", "idle", "backpressure"),
+                         [(1, 0.0, 0.0), (1, 0.3, 0.5), (3, 0.0, 0.0), (3, 0.1, 0.2)])
+def test_batch_hasher_under_verilator(contexts: int, idle: float, backpressure: float) -> None:
     inputs, expected = plain_and_full(600, seed=21, markets=2, batch_every=45)
     assert sum(isinstance(e, BatchClosed) for e in expected) >= 10
-    result = run(bits(inputs), bits(expected), idle=idle, backpressure=backpressure)
+    result = run(bits(inputs), bits(expected), contexts, idle=idle, backpressure=backpressure)
     assert (result.tests, result.failed) == (1, 0)
 
 
