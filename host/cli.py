@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -329,6 +330,7 @@ def cmd_hw_synth(args: argparse.Namespace) -> int:
         report = synthesize(component,
                             f"{args.block} k={args.rounds_per_cycle} c={args.contexts}",
                             target_mhz=args.freq, speed=args.speed,
+                            nextpnr_args=shlex.split(args.nextpnr_args),
                             workdir=Path(args.keep) if args.keep else None)
     except SynthesisError as e:
         print(f"ocee hw synth: {e}", file=sys.stderr)
@@ -461,6 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clock target (default 125)")
     p.add_argument("--speed", type=int, choices=[6, 7, 8], default=6, help="speed grade (default 6)")
     p.add_argument("--keep", metavar="DIR", help="keep the netlists and logs in DIR")
+    p.add_argument("--nextpnr-args", default="", metavar="ARGS",
+                   help="more options for nextpnr, e.g. '--router router2 "
+                        "--placer-heap-beta 0.5' for a congested block")
     p.add_argument("--require-target", action="store_true",
                    help="exit 1 when the block misses the clock target")
     p.set_defaults(run=cmd_hw_synth)

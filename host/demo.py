@@ -93,8 +93,8 @@ def render(result: DemoResult, link: Link, url: str) -> str:
              f"device counts  {counters.commands:,} commands, {counters.events:,} events, "
              f"{counters.rx_frames:,} frames in, {counters.tx_frames:,} out; errors: framing "
              f"{counters.framing_errors}, crc {counters.crc_errors}, sequence "
-             f"{counters.sequence_errors}, overflows {counters.overflows}, retransmits "
-             f"{counters.retransmits}",
+             f"{counters.sequence_errors}, overflows {counters.overflows}, line "
+             f"{counters.line_errors}, retransmits {counters.retransmits}",
              f"host counts    {stats.frames_sent:,} frames out, {stats.frames_received:,} in, "
              f"{stats.retransmits} retransmits, {stats.timeouts} timeouts, {stats.resets} resets"]
     if result.agrees:

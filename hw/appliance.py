@@ -51,6 +51,7 @@ class _Device(Elaboratable):
         self.boot_id = Signal(32)
         self.reply_pending = Signal()
         self.reply_tag = Signal(16)
+        self.line_error = Signal()
 
     def elaborate(self, platform: Any) -> Module:
         a = self.a
@@ -104,6 +105,7 @@ class _Device(Elaboratable):
             ctl.batch.eq(core.next_batch),
             ctl.tx_frame.eq(tx.tx_frame),
             ctl.retransmit.eq(tx.retransmit),
+            ctl.line_error.eq(self.line_error),
             tx.epoch.eq(ctl.epoch),
             tx.rx_expected.eq(ctl.rx_expected),
             tx.credit.eq(ctl.credit),
@@ -153,6 +155,9 @@ class Appliance(wiring.Component):
         Bytes from the host.
     tx : ``Out(stream.Signature(8))``
         Bytes to the host.
+    line_error : ``In(1)``
+        A strobe from the byte link's PHY: a UART framing error or overrun (a byte lost or
+        garbled on the wire), counted in the status's ``line_errors``.
     ready : ``Out(1)``
         The engine's init sequence is done (the link answers status requests before that, and
         commands wait in the FIFO).
@@ -174,6 +179,7 @@ class Appliance(wiring.Component):
         super().__init__({
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
+            "line_error": In(1),
             "ready": Out(1),
         })
 
@@ -182,6 +188,7 @@ class Appliance(wiring.Component):
         device = _Device(self)
         soft_reset = Signal()
         m.submodules.device = ResetInserter(soft_reset)(device)
+        m.d.comb += device.line_error.eq(self.line_error)
 
         # The survivors of a RESET request.
         cycles = Signal(32)  # free-running: its value when a byte arrives is the boot id

@@ -459,6 +459,8 @@ class BoardTop(Elaboratable):
         m.submodules.design = design
         wiring.connect(m, uart.rx, design.rx)
         wiring.connect(m, design.tx, uart.tx)
+        if "line_error" in design.signature.members:
+            m.d.comb += design.line_error.eq(uart.framing_error | uart.overrun)
 
         # The LEDs' time base: a strobe every 2**k clocks, 0.5 to 1 ms. A free-running counter
         # (no reload, no reset) is a bare carry chain: the iCE40 build makes 56 MHz with it, 25

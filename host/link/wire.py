@@ -123,6 +123,7 @@ STATUS = data.StructLayout({
     "overflows":       32,
     "sequence_errors": 32,
     "retransmits":     32,
+    "line_errors":     32,   # the PHY's: UART framing errors and overruns
 })
 
 HEADER_SIZE = FRAME_HEADER.size // 8
@@ -331,6 +332,7 @@ class DeviceCounters:
     overflows: int = 0
     sequence_errors: int = 0
     retransmits: int = 0
+    line_errors: int = 0
 
 
 @dataclass(frozen=True)

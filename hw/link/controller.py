@@ -42,7 +42,7 @@ __all__ = ["LinkController"]
 _HALF = 0x8000  # a frame number d ahead of the expected one with d < _HALF is ahead, else behind
 
 _COUNTERS = ("commands", "events", "rx_frames", "tx_frames", "framing_errors", "crc_errors",
-             "overflows", "sequence_errors", "retransmits")
+             "overflows", "sequence_errors", "retransmits", "line_errors")
 
 
 class LinkController(wiring.Component):
@@ -75,7 +75,7 @@ class LinkController(wiring.Component):
     peer_ack_valid, peer_ack, nak_valid, nak_ack, nak_lap, owe_ack, send_nak_valid,
     send_nak_lap, send_status_valid, status : ``Out``
         Requests to the transmitter (strobes with their arguments).
-    tx_frame, retransmit, command_taken, event_sent : ``In(1)``
+    tx_frame, retransmit, command_taken, event_sent, line_error : ``In(1)``
         Strobes counted in the status.
     event_seq, batch : ``In(32)``
         The engine's next event number and batch number, for the status.
@@ -122,6 +122,7 @@ class LinkController(wiring.Component):
             "retransmit": In(1),
             "command_taken": In(1),
             "event_sent": In(1),
+            "line_error": In(1),
             "event_seq": In(32),
             "batch": In(32),
             "boot_id": In(32),
@@ -143,7 +144,8 @@ class LinkController(wiring.Component):
         # Strobes from elsewhere, counted here. Several may land in one clock: each counter
         # has its own adder.
         for strobe, name in ((self.tx_frame, "tx_frames"), (self.retransmit, "retransmits"),
-                             (self.command_taken, "commands"), (self.event_sent, "events")):
+                             (self.command_taken, "commands"), (self.event_sent, "events"),
+                             (self.line_error, "line_errors")):
             with m.If(strobe):
                 count(name)
 

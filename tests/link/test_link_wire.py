@@ -156,10 +156,10 @@ def test_control_directive_and_status_payloads() -> None:
     status = DeviceStatus(0xBEEF, DeviceInfo(1, 4, 10, 13, 16), 9, 2048, 256, 16, 1, 0xF00D,
                           123, 4, DeviceCounters(*range(1, 10)))
     payload = pack_status(status)
-    assert len(payload) == STATUS.size // 8 == 62
+    assert len(payload) == STATUS.size // 8 == 66
     assert payload[2:7] == bytes.fromhex("01040a0d10")  # DEVICE_INFO, as protocol.md shows it
     assert unpack_status(payload) == status
-    with pytest.raises(ValueError, match="62-byte payload"):
+    with pytest.raises(ValueError, match="66-byte payload"):
         unpack_status(payload[:-1])
 
 
