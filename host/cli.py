@@ -330,6 +330,7 @@ def cmd_hw_synth(args: argparse.Namespace) -> int:
         report = synthesize(component,
                             f"{args.block} k={args.rounds_per_cycle} c={args.contexts}",
                             target_mhz=args.freq, speed=args.speed,
+                            synth_opts=args.synth_opts,
                             nextpnr_args=shlex.split(args.nextpnr_args),
                             workdir=Path(args.keep) if args.keep else None)
     except SynthesisError as e:
@@ -466,6 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nextpnr-args", default="", metavar="ARGS",
                    help="more options for nextpnr, e.g. '--router router2 "
                         "--placer-heap-beta 0.5' for a congested block")
+    p.add_argument("--synth-opts", default="-nowidelut", metavar="OPTS",
+                   help="options for yosys's synth_ecp5 (default '-nowidelut': LUT4s only, as "
+                        "board builds; '' lets yosys use wider LUTs)")
     p.add_argument("--require-target", action="store_true",
                    help="exit 1 when the block misses the clock target")
     p.set_defaults(run=cmd_hw_synth)

@@ -65,6 +65,12 @@ INSTALL_HINTS = {
 }
 
 
+#: yosys's options for board builds. LUT4s only: left to combine LUT4s into wider LUTs, yosys
+#: maps a Keccak round into 5- to 7-input functions with duplicated parities, three times the
+#: logic of the LUT4 mapping and the wiring that kept the appliance from routing.
+SYNTH_OPTS = "-nowidelut"
+
+
 def _err(command: str, message: str) -> None:
     print(f"ocee hw {command}: {message}", file=sys.stderr)
 
@@ -174,7 +180,7 @@ def cmd_hw_build(args: argparse.Namespace) -> int:
           file=sys.stderr)
     start = time.perf_counter()
     try:
-        plan = platform.build(top, name="top", do_build=False,
+        plan = platform.build(top, name="top", do_build=False, synth_opts=args.synth_opts,
                               # router2: router1 took over 75 min on the congested appliance
                               nextpnr_opts=f"--timing-allow-fail --router router2 --seed {args.seed} "
                                            f"{args.nextpnr_args}".strip())
@@ -348,6 +354,9 @@ def add_hw_commands(hw_sub: Any) -> None:
     p.add_argument("--nextpnr-args", default="", metavar="ARGS",
                    help="more options for nextpnr, e.g. '--router2-heatmap heat' to write "
                         "the router's congestion maps (CSV) into the build directory")
+    p.add_argument("--synth-opts", default=SYNTH_OPTS, metavar="OPTS",
+                   help=f"options for yosys's synth_ecp5 / synth_ice40 (default "
+                        f"'{SYNTH_OPTS}': LUT4s only; see docs/hw-hashing.md)")
     p.set_defaults(run=cmd_hw_build)
 
     p = hw_sub.add_parser(

