@@ -61,7 +61,8 @@ class _Device(Elaboratable):
         m.submodules.fifo = fifo = CommandFifo(a.fifo_bytes)
         m.submodules.assembler = assembler = CommandAssembler()
         m.submodules.core = core = EngineCore(a.config, rounds_per_cycle=a.rounds_per_cycle,
-                                              hash_contexts=a.hash_contexts)
+                                              hash_contexts=a.hash_contexts,
+                                              hash_queue_depth=a.hash_queue_depth)
         m.submodules.ends = ends = CommandEnds()
         m.submodules.serializer = serializer = EventSerializer()
         m.submodules.transmitter = tx = LinkTransmitter(max_frame=a.max_frame,
@@ -137,9 +138,9 @@ class Appliance(wiring.Component):
     ----------
     config
         The engine's capacities (default: the ULX3S configuration).
-    rounds_per_cycle, hash_contexts
-        Keccak rounds per clock and permutations in flight in the hashing stage (see
-        :class:`~ocee.hw.hashing.keccak256.KeccakF1600`).
+    rounds_per_cycle, hash_contexts, hash_queue_depth
+        Keccak rounds per clock, permutations in flight and queue depth in the hashing stage
+        (see :class:`~ocee.hw.engine_core.EngineCore`).
     fifo_bytes
         The command FIFO, in bytes: the host's credit window (a power of two, below 2**15).
     max_frame, tx_window
@@ -164,13 +165,15 @@ class Appliance(wiring.Component):
     """
 
     def __init__(self, config: MatchingConfig | None = None, *, rounds_per_cycle: int = 4,
-                 hash_contexts: int = 1, fifo_bytes: int = 2048, max_frame: int = 256, tx_window: int = 16,
-                 rto_cycles: int = 1_500_000, version: int = PROTOCOL_VERSION) -> None:
+                 hash_contexts: int = 1, hash_queue_depth: int = 8, fifo_bytes: int = 2048,
+                 max_frame: int = 256, tx_window: int = 16, rto_cycles: int = 1_500_000,
+                 version: int = PROTOCOL_VERSION) -> None:
         if fifo_bytes >= 1 << 15 or fifo_bytes & (fifo_bytes - 1):
             raise ValueError(f"fifo_bytes must be a power of two below 32768, not {fifo_bytes}")
         self.config = config or MatchingConfig()
         self.rounds_per_cycle = rounds_per_cycle
         self.hash_contexts = hash_contexts
+        self.hash_queue_depth = hash_queue_depth
         self.fifo_bytes = fifo_bytes
         self.max_frame = max_frame
         self.tx_window = tx_window

@@ -114,8 +114,8 @@ def _appliance(clk_freq: int) -> wiring.Component:
     # One Keccak round per clock: 26 clocks per event in the hashing stage, 770k events/s at
     # 20 MHz, over a hundred times what the UART carries (about 7k commands/s at 3 Mbaud). More
     # rounds per clock buy speed the link cannot use with area and wiring the 85F lacks: the
-    # appliance with two rounds per clock did not route (docs/benchmarks.md). The
-    # retransmission timeout is the host's default, 50 ms.
+    # appliance with two rounds per clock did not route (docs/benchmarks.md; with one it does
+    # not yet either). The retransmission timeout is the host's default, 50 ms.
     return Appliance(MatchingConfig(), rounds_per_cycle=1, rto_cycles=clk_freq // 20)
 
 

@@ -27,7 +27,8 @@ __all__ = ["EngineCore"]
 
 class EngineCore(wiring.Component):
     """Matching and hashing for ``config``, Keccak at ``rounds_per_cycle`` rounds per clock with
-    ``hash_contexts`` permutations in flight.
+    ``hash_contexts`` permutations in flight and queues of ``hash_queue_depth`` in the hashing
+    stage (:class:`~ocee.hw.hashing.batch_hasher.BatchHasher`).
 
     Members
     -------
@@ -48,10 +49,11 @@ class EngineCore(wiring.Component):
     """
 
     def __init__(self, config: MatchingConfig | None = None, *, rounds_per_cycle: int = 1,
-                 hash_contexts: int = 1) -> None:
+                 hash_contexts: int = 1, hash_queue_depth: int = 8) -> None:
         self.config = config or MatchingConfig()
         self.rounds_per_cycle = rounds_per_cycle
         self.hash_contexts = hash_contexts
+        self.hash_queue_depth = hash_queue_depth
         self.engine = MatchingEngine(self.config)
         self.init_cycles = self.engine.init_cycles
         super().__init__({
@@ -69,6 +71,7 @@ class EngineCore(wiring.Component):
         m = Module()
         m.submodules.matching = engine = self.engine
         m.submodules.hashing = hasher = BatchHasher(self.rounds_per_cycle,
+                                                    queue_depth=self.hash_queue_depth,
                                                     contexts=self.hash_contexts)
         wiring.connect(m, wiring.flipped(self.i_command), engine.i_command)
         wiring.connect(m, engine.o_event, hasher.i_event)

@@ -346,7 +346,7 @@ SIM_PARAMS: dict[str, type] = {
     "markets": int, "levels": int, "orders": int, "ids": int,  # the engine's capacities
     "fifo": int, "frame": int, "window": int,                  # the link's
     "rto": int,  # the device's retransmission timeout, clocks (default VIRTUAL_RTO_CYCLES)
-    "rounds": int,  # Keccak rounds per clock (default 2, as on the boards)
+    "rounds": int,  # Keccak rounds per clock (default 2; the boards build 1, see docs/benchmarks.md)
 }
 """The query parameters of ``sim://`` URLs; omitted ones take the appliance's defaults."""
 

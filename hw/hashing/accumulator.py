@@ -67,11 +67,17 @@ class BatchAccumulator(wiring.Component):
     then folds the frontier from its lowest node up, one hash at a time.
     """
 
-    def __init__(self, rounds_per_cycle: int = 1, contexts: int = 1) -> None:
+    def __init__(self, rounds_per_cycle: int = 1, contexts: int = 1,
+                 max_pending: int | None = None) -> None:
         self.keccak = KeccakF1600(rounds_per_cycle, contexts)
-        # The ring's contexts, its output register, the pair register and a clock or two of
-        # slack: enough requests to keep every context busy.
-        self.max_pending = contexts + 4
+        # By default the ring's contexts, its output register, the pair register and a clock or
+        # two of slack: enough requests to keep every context busy. Fewer make the queues
+        # smaller (a board whose link is the bound takes 2).
+        if max_pending is None:
+            max_pending = contexts + 4
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be at least 1, not {max_pending}")
+        self.max_pending = max_pending
         super().__init__({
             "i_item": In(stream.Signature(ACCUMULATOR_INPUT)),
             "o_root": Out(stream.Signature(BATCH_ROOT)),
@@ -86,7 +92,11 @@ class BatchAccumulator(wiring.Component):
         read = frontier.read_port(domain="comb")
         write = frontier.write_port()
         # Pair hashes to do, two nodes each, and the level each result belongs to, in order.
-        m.submodules.requests = requests = SyncFIFOBuffered(width=512, depth=self.max_pending)
+        # (A buffered FIFO takes a write only while its inner FIFO, one shallower, has room: with
+        # one row to spare it always has, since a request is written only while fewer than
+        # `max_pending` are queued. Writes are not checked: a lost one would hang a close.)
+        m.submodules.requests = requests = SyncFIFOBuffered(width=512,
+                                                            depth=self.max_pending + 1)
         # (One entry per hash in flight, and one more: a FIFO refuses a write while full even
         # in the clock it is read, which is when a returning hash requests the next.)
         m.submodules.levels = levels = SyncFIFO(width=ceil_log2(_DEPTH + 1),

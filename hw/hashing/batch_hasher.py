@@ -48,7 +48,10 @@ class BatchHasher(wiring.Component):
             raise ValueError(f"queue_depth must be at least 2, not {queue_depth}")
         self.queue_depth = queue_depth
         self.leaf_hasher = LeafHasher(rounds_per_cycle, contexts)
-        self.accumulator = BatchAccumulator(rounds_per_cycle, contexts)
+        # The stage's queue depth bounds the accumulator's queues too: wide ones (256 and 512
+        # bits) land in LUT RAM, whose wiring crowds the Keccak rings on a full device.
+        self.accumulator = BatchAccumulator(rounds_per_cycle, contexts,
+                                            max_pending=min(contexts + 4, queue_depth))
         super().__init__({
             "i_event": In(stream.Signature(EVENT)),
             "o_event": Out(stream.Signature(EVENT)),

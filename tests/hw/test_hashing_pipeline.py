@@ -56,14 +56,15 @@ def test_leaf_hasher_matches_the_leaf_encoding(rounds_per_cycle: int, contexts: 
     assert leaves == [event_leaf(e) for e in events]
 
 
-@pytest.mark.parametrize(("rounds_per_cycle", "contexts", "idle"),
-                         [(1, 1, 0.2), (3, 1, 0.2), (1, 3, 0.0), (2, 4, 0.05)])
+@pytest.mark.parametrize(("rounds_per_cycle", "contexts", "idle", "max_pending"),
+                         [(1, 1, 0.2, None), (3, 1, 0.2, None), (1, 3, 0.0, None),
+                          (2, 4, 0.05, None), (3, 1, 0.0, 1), (2, 3, 0.0, 2)])
 def test_accumulator_roots_for_every_tree_shape(rounds_per_cycle: int, contexts: int,
-                                                idle: float) -> None:
+                                                idle: float, max_pending: int | None) -> None:
     # (24 rounds per cycle is checked in test_keccak256; it is slow in Amaranth's simulator.)
     sizes = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 65, 0]
     batches = [[keccak256(bytes([n, i])) for i in range(n)] for n in sizes]
-    dut = BatchAccumulator(rounds_per_cycle, contexts)
+    dut = BatchAccumulator(rounds_per_cycle, contexts, max_pending)
     rng = random.Random(2)
     roots: list[tuple[int, bytes]] = []
 
@@ -83,9 +84,10 @@ def test_accumulator_roots_for_every_tree_shape(rounds_per_cycle: int, contexts:
     assert roots[0] == (0, EMPTY_ROOT)
 
 
-@pytest.mark.parametrize(("rounds_per_cycle", "contexts"), [(2, 1), (1, 3)])
-def test_batch_hasher_turns_unhashed_events_into_the_devices(rounds_per_cycle: int,
-                                                             contexts: int) -> None:
+@pytest.mark.parametrize(("rounds_per_cycle", "contexts", "queue_depth"),
+                         [(2, 1, 8), (1, 3, 8), (2, 1, 2)])
+def test_batch_hasher_turns_unhashed_events_into_the_devices(rounds_per_cycle: int, contexts: int,
+                                                             queue_depth: int) -> None:
     """Events of the model without hashing in, the full model's events (roots filled) out."""
     commands = list(generate_flow(FlowParams(commands=160, seed=9, markets=2, batch_every=23)))
     plain = MatchingModel(hash_events=False)
@@ -93,7 +95,7 @@ def test_batch_hasher_turns_unhashed_events_into_the_devices(rounds_per_cycle: i
     events_in = [e for c in commands for e in plain.execute(c)]
     expected = [e for c in commands for e in full.execute(c)]
     assert sum(isinstance(e, BatchClosed) for e in expected) == 7
-    dut = BatchHasher(rounds_per_cycle, contexts=contexts)
+    dut = BatchHasher(rounds_per_cycle, queue_depth=queue_depth, contexts=contexts)
     rng = random.Random(3)
     got: list = []
 
