@@ -65,10 +65,10 @@ INSTALL_HINTS = {
 }
 
 
-#: yosys's options for board builds. LUT4s only: left to combine LUT4s into wider LUTs, yosys
-#: maps a Keccak round into 5- to 7-input functions with duplicated parities, three times the
-#: logic of the LUT4 mapping and the wiring that kept the appliance from routing.
-SYNTH_OPTS = "-nowidelut"
+#: yosys's options for board builds, by FPGA family. ECP5: LUT4s only; left to combine LUT4s
+#: into wider LUTs, yosys maps a Keccak round into 5- to 7-input functions with duplicated
+#: parities, about three times the logic of the LUT4 mapping. (iCE40 has no wider LUTs.)
+SYNTH_OPTS = {"ecp5": "-nowidelut", "ice40": ""}
 
 
 def _err(command: str, message: str) -> None:
@@ -180,7 +180,8 @@ def cmd_hw_build(args: argparse.Namespace) -> int:
           file=sys.stderr)
     start = time.perf_counter()
     try:
-        plan = platform.build(top, name="top", do_build=False, synth_opts=args.synth_opts,
+        synth_opts = SYNTH_OPTS.get(board.family, "") if args.synth_opts is None else args.synth_opts
+        plan = platform.build(top, name="top", do_build=False, synth_opts=synth_opts,
                               # router2: router1 took over 75 min on the congested appliance
                               nextpnr_opts=f"--timing-allow-fail --router router2 --seed {args.seed} "
                                            f"{args.nextpnr_args}".strip())
@@ -354,9 +355,10 @@ def add_hw_commands(hw_sub: Any) -> None:
     p.add_argument("--nextpnr-args", default="", metavar="ARGS",
                    help="more options for nextpnr, e.g. '--router2-heatmap heat' to write "
                         "the router's congestion maps (CSV) into the build directory")
-    p.add_argument("--synth-opts", default=SYNTH_OPTS, metavar="OPTS",
-                   help=f"options for yosys's synth_ecp5 / synth_ice40 (default "
-                        f"'{SYNTH_OPTS}': LUT4s only; see docs/hw-hashing.md)")
+    p.add_argument("--synth-opts", metavar="OPTS",
+                   help="options for yosys's synth_ecp5 / synth_ice40 (default: "
+                        "'-nowidelut' on ECP5, LUT4s only, see docs/hw-hashing.md; none on "
+                        "iCE40)")
     p.set_defaults(run=cmd_hw_build)
 
     p = hw_sub.add_parser(
