@@ -56,7 +56,10 @@ def test_execute_one_at_a_time(connect: Connector) -> None:
 
 def test_stream_a_flow(connect: Connector, flow: Callable[..., Any]) -> None:
     commands, expected, _ = flow(3000)
-    link, _ = connect()
+    # Timers of half a second: a clean link must not retransmit, and the suite's other worker
+    # can starve this one's threads past the transports' usual 20 ms (the CI run on 2 cores
+    # once saw one timeout and 6 retransmissions here).
+    link, _ = connect(DeviceEmulator(rto=0.5), options=LinkOptions(rto=0.5))
     completions = list(link.stream(commands))
     assert [c.command for c in completions] == commands
     assert [c.events for c in completions] == expected  # batch roots included
