@@ -48,8 +48,8 @@ class BatchHasher(wiring.Component):
             raise ValueError(f"queue_depth must be at least 2, not {queue_depth}")
         self.queue_depth = queue_depth
         self.leaf_hasher = LeafHasher(rounds_per_cycle, contexts)
-        # The stage's queue depth bounds the accumulator's queues too: wide ones (256 and 512
-        # bits) land in LUT RAM, whose wiring crowds the Keccak rings on a full device.
+        # The stage's queue depth bounds the accumulator's pair-hash queue too, so one parameter
+        # sizes the stage's wide (258- and 512-bit) queues.
         self.accumulator = BatchAccumulator(rounds_per_cycle, contexts,
                                             max_pending=min(contexts + 4, queue_depth))
         super().__init__({

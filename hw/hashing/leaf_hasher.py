@@ -56,9 +56,7 @@ class LeafHasher(wiring.Component):
     clock the leaf hasher takes it, and a stream's valid may not fall before its transfer).
     """
 
-    def capacity(self) -> int:
-        """Events taken and not yet out as leaves, at most: the queue, the ring, its output."""
-        return 2 + self.keccak.contexts + 1
+    QUEUE_DEPTH = 2
 
     def __init__(self, rounds_per_cycle: int = 1, contexts: int = 1) -> None:
         self.keccak = KeccakF1600(rounds_per_cycle, contexts)
@@ -67,10 +65,14 @@ class LeafHasher(wiring.Component):
             "o_leaf": Out(stream.Signature(256)),
         })
 
+    def capacity(self) -> int:
+        """Events taken and not yet out as leaves, at most: the queue, the ring, its output."""
+        return self.QUEUE_DEPTH + self.keccak.contexts + 1
+
     def elaborate(self, platform: Any) -> Module:
         m = Module()
         m.submodules.keccak = keccak = self.keccak
-        m.submodules.queue = queue = SyncFIFOBuffered(width=EVENT.size, depth=2)
+        m.submodules.queue = queue = SyncFIFOBuffered(width=EVENT.size, depth=self.QUEUE_DEPTH)
         m.d.comb += [
             queue.w_data.eq(self.i_event.payload.as_value()),
             queue.w_en.eq(self.i_event.valid),
