@@ -107,6 +107,7 @@ class BuildInfo:
     seconds: float
     finished: str  # local time, ISO 8601
     bitstream: str
+    configuration: str = ""  # the design's describe(); absent from older builds' records
 
 
 def _run_script(build_dir: Path, script: str, env: dict[str, str], log: IO[str],
@@ -204,10 +205,16 @@ def cmd_hw_build(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     info = BuildInfo(board.name, args.design, _device(platform), top.clk_freq,
                      board.osc_hz, args.baud, top.divisor, args.seed, round(seconds, 1),
-                     time.strftime("%Y-%m-%dT%H:%M:%S"), str(build_dir / board.bitstream))
+                     time.strftime("%Y-%m-%dT%H:%M:%S"), str(build_dir / board.bitstream),
+                     _describe(top.component))
     (build_dir / BUILD_INFO).write_text(json.dumps(asdict(info), indent=2) + "\n")
     print(f"built in {seconds:.0f} s: {build_dir / board.bitstream}", file=sys.stderr)
     return _report(build_dir, "build")
+
+
+def _describe(component: object) -> str:
+    describe = getattr(component, "describe", None)
+    return describe() if callable(describe) else ""
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -233,7 +240,7 @@ def _report(build_dir: Path, command: str) -> int:
     verdict = "meets" if figures.passed else "MISSES"
     rows = [
         ("board", f"{board.title} ({info.device})"),
-        ("design", info.design),
+        ("design", f"{info.design}: {info.configuration}" if info.configuration else info.design),
         ("clock", f"{info.clk_hz / 1e6:g} MHz (PLL from {info.osc_hz / 1e6:g} MHz)"
          if info.clk_hz != info.osc_hz else f"{info.clk_hz / 1e6:g} MHz (the oscillator)"),
         ("UART", f"{info.baud:,} baud 8N1, {info.divisor} clocks per bit ({error:+.2%}), "

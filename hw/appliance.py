@@ -62,7 +62,8 @@ class _Device(Elaboratable):
         m.submodules.assembler = assembler = CommandAssembler()
         m.submodules.core = core = EngineCore(a.config, rounds_per_cycle=a.rounds_per_cycle,
                                               hash_contexts=a.hash_contexts,
-                                              hash_queue_depth=a.hash_queue_depth)
+                                              hash_queue_depth=a.hash_queue_depth,
+                                              hash_shared_permutation=a.hash_shared_permutation)
         m.submodules.ends = ends = CommandEnds()
         m.submodules.serializer = serializer = EventSerializer()
         m.submodules.transmitter = tx = LinkTransmitter(max_frame=a.max_frame,
@@ -138,9 +139,9 @@ class Appliance(wiring.Component):
     ----------
     config
         The engine's capacities (default: the ULX3S configuration).
-    rounds_per_cycle, hash_contexts, hash_queue_depth
-        Keccak rounds per clock, permutations in flight and queue depth in the hashing stage
-        (see :class:`~ocee.hw.engine_core.EngineCore`).
+    rounds_per_cycle, hash_contexts, hash_queue_depth, hash_shared_permutation
+        Keccak rounds per clock, permutations in flight, queue depth and one permutation for
+        leaves and tree in the hashing stage (see :class:`~ocee.hw.engine_core.EngineCore`).
     fifo_bytes
         The command FIFO, in bytes: the host's credit window (a power of two, below 2**15).
     max_frame, tx_window
@@ -165,7 +166,8 @@ class Appliance(wiring.Component):
     """
 
     def __init__(self, config: MatchingConfig | None = None, *, rounds_per_cycle: int = 4,
-                 hash_contexts: int = 1, hash_queue_depth: int = 8, fifo_bytes: int = 2048,
+                 hash_contexts: int = 1, hash_queue_depth: int = 8,
+                 hash_shared_permutation: bool = False, fifo_bytes: int = 2048,
                  max_frame: int = 256, tx_window: int = 16, rto_cycles: int = 1_500_000,
                  version: int = PROTOCOL_VERSION) -> None:
         if fifo_bytes >= 1 << 15 or fifo_bytes & (fifo_bytes - 1):
@@ -174,6 +176,7 @@ class Appliance(wiring.Component):
         self.rounds_per_cycle = rounds_per_cycle
         self.hash_contexts = hash_contexts
         self.hash_queue_depth = hash_queue_depth
+        self.hash_shared_permutation = hash_shared_permutation
         self.fifo_bytes = fifo_bytes
         self.max_frame = max_frame
         self.tx_window = tx_window
@@ -185,6 +188,17 @@ class Appliance(wiring.Component):
             "line_error": In(1),
             "ready": Out(1),
         })
+
+    def describe(self) -> str:
+        """The configuration in a line, for ``ocee hw report``."""
+        c = self.config
+        keccak = (f"Keccak {self.rounds_per_cycle} round(s)/clock x {self.hash_contexts} "
+                  f"context(s), " + ("one permutation shared by leaves and tree"
+                                      if self.hash_shared_permutation else
+                                      "a permutation each for leaves and tree"))
+        return (f"{c.markets} markets x {c.levels} levels/side, {c.orders} orders, {c.ids} ids; "
+                f"{keccak}, queues {self.hash_queue_depth}; command FIFO {self.fifo_bytes} B, "
+                f"frames up to {self.max_frame} B, window {self.tx_window}")
 
     def elaborate(self, platform: Any) -> Module:
         m = Module()

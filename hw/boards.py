@@ -91,6 +91,10 @@ class Loopback(wiring.Component):
             "ready": Out(1),
         })
 
+    def describe(self) -> str:
+        """The configuration in a line, for ``ocee hw report``."""
+        return f"byte echo through a {self.depth}-byte FIFO"
+
     def elaborate(self, platform: object) -> Module:
         m = Module()
         m.submodules.fifo = queue = fifo.SyncFIFOBuffered(width=8, depth=self.depth)
@@ -111,12 +115,14 @@ def _appliance(clk_freq: int) -> wiring.Component:
         raise DesignUnavailable(f"the appliance design (ocee.hw.appliance) cannot be imported "
                                 f"({e}); build --design loopback meanwhile") from None
     from .matching.config import MatchingConfig
-    # One Keccak round per clock: 26 clocks per event in the hashing stage, 770k events/s at
-    # 20 MHz, over a hundred times what the UART carries (about 7k commands/s at 3 Mbaud). More
-    # rounds per clock buy speed the link cannot use with area and wiring the 85F lacks: the
-    # appliance with two rounds per clock did not route (docs/benchmarks.md; with one it does
-    # not yet either). The retransmission timeout is the host's default, 50 ms.
-    return Appliance(MatchingConfig(), rounds_per_cycle=1, rto_cycles=clk_freq // 20)
+    # One Keccak round per clock and one permutation for leaves and tree: about 50 clocks per
+    # event in the hashing stage, 400k events/s at 20 MHz, fifty times what the UART carries
+    # (about 7k commands/s at 3 Mbaud). More permutations, or more rounds per clock, buy speed
+    # the link cannot use with area and wiring: with two permutations (one round per clock, or
+    # two) the appliance did not route on the 85F (docs/benchmarks.md). The queues hold two
+    # (the link is the bound), and the retransmission timeout is the host's default, 50 ms.
+    return Appliance(MatchingConfig(), rounds_per_cycle=1, hash_shared_permutation=True,
+                     hash_queue_depth=2, rto_cycles=clk_freq // 20)
 
 
 #: The designs a board top level can hold: each is built from the design clock's frequency, and
@@ -391,6 +397,8 @@ class BoardTop(Elaboratable):
             self._MustUse__silence = True
             raise
         self.design = design
+        #: The design as elaborated (its ``describe()`` goes into the build's records).
+        self.component: wiring.Component | None = None
 
     def _clock(self, m: Module, platform: Any) -> Signal:
         """Make the sync domain's clock; returns the PLL's lock (1 when there is no PLL)."""
@@ -440,7 +448,7 @@ class BoardTop(Elaboratable):
         board, hz = self.board, self.clk_freq
         # The design first: if it cannot be built, nothing else has been made (Amaranth would
         # warn about each elaboratable left unused).
-        design = self.design(hz)
+        design = self.component = self.design(hz)
         m = Module()
         locked = self._clock(m, platform)
 

@@ -27,8 +27,9 @@ __all__ = ["EngineCore"]
 
 class EngineCore(wiring.Component):
     """Matching and hashing for ``config``, Keccak at ``rounds_per_cycle`` rounds per clock with
-    ``hash_contexts`` permutations in flight and queues of ``hash_queue_depth`` in the hashing
-    stage (:class:`~ocee.hw.hashing.batch_hasher.BatchHasher`).
+    ``hash_contexts`` permutations in flight, queues of ``hash_queue_depth`` and, with
+    ``hash_shared_permutation``, one permutation for leaves and tree in the hashing stage
+    (:class:`~ocee.hw.hashing.batch_hasher.BatchHasher`).
 
     Members
     -------
@@ -49,8 +50,10 @@ class EngineCore(wiring.Component):
     """
 
     def __init__(self, config: MatchingConfig | None = None, *, rounds_per_cycle: int = 1,
-                 hash_contexts: int = 1, hash_queue_depth: int = 8) -> None:
+                 hash_contexts: int = 1, hash_queue_depth: int = 8,
+                 hash_shared_permutation: bool = False) -> None:
         self.config = config or MatchingConfig()
+        self.hash_shared_permutation = hash_shared_permutation
         self.rounds_per_cycle = rounds_per_cycle
         self.hash_contexts = hash_contexts
         self.hash_queue_depth = hash_queue_depth
@@ -72,7 +75,8 @@ class EngineCore(wiring.Component):
         m.submodules.matching = engine = self.engine
         m.submodules.hashing = hasher = BatchHasher(self.rounds_per_cycle,
                                                     queue_depth=self.hash_queue_depth,
-                                                    contexts=self.hash_contexts)
+                                                    contexts=self.hash_contexts,
+                                                    shared_permutation=self.hash_shared_permutation)
         wiring.connect(m, wiring.flipped(self.i_command), engine.i_command)
         wiring.connect(m, engine.o_event, hasher.i_event)
         wiring.connect(m, hasher.o_event, wiring.flipped(self.o_event))

@@ -396,7 +396,7 @@ def appliance_from(params: Mapping[str, int]) -> ComponentLike:
     except ImportError as e:
         raise BoardError(f"the appliance top level (ocee.hw.appliance.Appliance) is not available "
                          f"yet ({e}); until it is, use model:// or a pyserial URL") from None
-    link = {arg: params[key] for key, arg in (("fifo", "fifo_bytes"), ("frame", "max_frame"),
+    link: dict[str, Any] = {arg: params[key] for key, arg in (("fifo", "fifo_bytes"), ("frame", "max_frame"),
                                               ("window", "tx_window")) if key in params}
     return Appliance(config, rto_cycles=params.get("rto", VIRTUAL_RTO_CYCLES),
                      rounds_per_cycle=params.get("rounds", 2), **link)

@@ -190,6 +190,7 @@ def test_report_of_a_captured_build(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert any(line.startswith("| FF") and "116 / 83,640" in line for line in lines)
     assert any(line.startswith("| block RAM (DP16KD)") and "0 / 208" in line for line in lines)
     assert "10 clocks per bit (+0.00%)" in captured.out
+    assert any(line.startswith("| design ") and line.endswith(" loopback |") for line in lines)
     assert "timing: Fmax 28.70 MHz misses the 30 MHz clock" in captured.err
 
 
@@ -223,4 +224,6 @@ def test_ulx3s_loopback_builds_and_meets_its_clock(tmp_path: Path,
     assert (out / "top.bit").stat().st_size > 100_000
     figures = parse_nextpnr_log((out / "top.tim").read_text())
     assert figures.passed and figures.target_mhz == 30.0
-    assert "meets the 30 MHz constraint" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "meets the 30 MHz constraint" in out_text
+    assert "| loopback: byte echo through a 16-byte FIFO |" in out_text

@@ -1,7 +1,7 @@
 """The batch accumulator: folds a batch's leaves into its Merkle root as they stream past.
 
 It is the gateware of :class:`ocee.hw.hashing.merkle.MerkleAccumulator`: a frontier of one node
-per tree level (in block RAM), inner nodes ``keccak256(min(a, b) ++ max(a, b))``, and at the close
+per tree level (in LUT RAM), inner nodes ``keccak256(min(a, b) ++ max(a, b))``, and at the close
 the frontier folded from its lowest node up. The batch is never stored, so a batch of up to
 ``2**32 - 1`` leaves needs 32 frontier nodes (1 KiB).
 """
@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .keccak256 import KeccakF1600, padded_state
+from .shared_permutation import PERMUTATION_USER
 
 __all__ = ["ACCUMULATOR_INPUT", "BATCH_ROOT", "BatchAccumulator"]
 
@@ -53,6 +54,10 @@ class BatchAccumulator(wiring.Component):
         one with ``restart`` set drops the batch in progress and emits nothing.
     o_root : Out(stream.Signature(BATCH_ROOT))
         One per close: the number of leaves and the root. The next batch starts clean.
+    permutation : Out(PERMUTATION_USER)
+        Only with ``own_permutation=False``: the port to a
+        :class:`~ocee.hw.hashing.shared_permutation.SharedPermutation` of ``rounds_per_cycle``
+        and ``contexts``, in place of a permutation of its own.
 
     The levels work independently, so pair hashes of different levels overlap in the
     permutation's contexts: a node arriving at level ``l`` (a leaf at level 0, a pair hash's
@@ -68,8 +73,8 @@ class BatchAccumulator(wiring.Component):
     """
 
     def __init__(self, rounds_per_cycle: int = 1, contexts: int = 1,
-                 max_pending: int | None = None) -> None:
-        self.keccak = KeccakF1600(rounds_per_cycle, contexts)
+                 max_pending: int | None = None, *, own_permutation: bool = True) -> None:
+        self.keccak = KeccakF1600(rounds_per_cycle, contexts) if own_permutation else None
         # By default the ring's contexts, its output register, the pair register and a clock or
         # two of slack: enough requests to keep every context busy. Fewer make the queues
         # smaller (a board whose link is the bound takes 2).
@@ -78,14 +83,21 @@ class BatchAccumulator(wiring.Component):
         if max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, not {max_pending}")
         self.max_pending = max_pending
-        super().__init__({
+        members = {
             "i_item": In(stream.Signature(ACCUMULATOR_INPUT)),
             "o_root": Out(stream.Signature(BATCH_ROOT)),
-        })
+        }
+        if not own_permutation:
+            members["permutation"] = Out(PERMUTATION_USER)
+        super().__init__(members)
 
     def elaborate(self, platform: Any) -> Module:
         m = Module()
-        m.submodules.keccak = keccak = self.keccak
+        keccak: Any = self.keccak
+        if keccak is not None:
+            m.submodules.keccak = keccak
+        else:
+            keccak = self.permutation
         # The frontier in LUT RAM read without a clock, so a node arriving in one clock is
         # read, decided on and written in that clock, with nothing to forward.
         m.submodules.frontier = frontier = Memory(shape=256, depth=_DEPTH, init=[])

@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 from ..protocol import EVENT, EventKind
 from .accumulator import ACCUMULATOR_INPUT, BatchAccumulator
 from .leaf_hasher import LeafHasher
+from .shared_permutation import SharedPermutation
 
 __all__ = ["BatchHasher"]
 
@@ -38,20 +39,27 @@ class BatchHasher(wiring.Component):
     accumulator (``queue_depth`` entries), so leaf hashing and the tree's pair hashing overlap:
     the event rate is the slower of the two, one Keccak permutation per event each, and each
     has its own permutation of ``rounds_per_cycle`` rounds per stage and ``contexts`` stages:
-    one event per ``24 // (rounds_per_cycle * contexts)`` clocks. A ``batch_closed`` event
-    waits for the leaves in flight and the fold of the frontier.
+    one event per ``24 // (rounds_per_cycle * contexts)`` clocks. With ``shared_permutation``
+    the two share one permutation (:class:`SharedPermutation`): a ring less, and two
+    permutations per event, so one event per ``2 * 24 // (rounds_per_cycle * contexts)`` clocks
+    (boards, whose host link is the bound). A ``batch_closed`` event waits for the leaves in
+    flight and the fold of the frontier.
     """
 
-    def __init__(self, rounds_per_cycle: int = 1, queue_depth: int = 8,
-                 contexts: int = 1) -> None:
+    def __init__(self, rounds_per_cycle: int = 1, queue_depth: int = 8, contexts: int = 1, *,
+                 shared_permutation: bool = False) -> None:
         if queue_depth < 2:
             raise ValueError(f"queue_depth must be at least 2, not {queue_depth}")
         self.queue_depth = queue_depth
-        self.leaf_hasher = LeafHasher(rounds_per_cycle, contexts)
+        own = not shared_permutation
+        self.permutation = (None if own else
+                            SharedPermutation(2, rounds_per_cycle, contexts))
+        self.leaf_hasher = LeafHasher(rounds_per_cycle, contexts, own_permutation=own)
         # The stage's queue depth bounds the accumulator's pair-hash queue too, so one parameter
         # sizes the stage's wide (258- and 512-bit) queues.
         self.accumulator = BatchAccumulator(rounds_per_cycle, contexts,
-                                            max_pending=min(contexts + 4, queue_depth))
+                                            max_pending=min(contexts + 4, queue_depth),
+                                            own_permutation=own)
         super().__init__({
             "i_event": In(stream.Signature(EVENT)),
             "o_event": Out(stream.Signature(EVENT)),
@@ -61,6 +69,10 @@ class BatchHasher(wiring.Component):
         m = Module()
         m.submodules.leaf_hasher = hasher = self.leaf_hasher
         m.submodules.accumulator = acc = self.accumulator
+        if self.permutation is not None:
+            m.submodules.permutation = shared = self.permutation
+            wiring.connect(m, hasher.permutation, shared.user[0])
+            wiring.connect(m, acc.permutation, shared.user[1])
         # Leaves and close markers queue for the accumulator in order, so the leaf hasher goes on
         # with the next event while the accumulator carries the last leaf up the tree.
         m.submodules.queue = queue = SyncFIFOBuffered(width=ACCUMULATOR_INPUT.size,

@@ -127,17 +127,21 @@ class KeccakF1600(wiring.Component):
         with m.If(~stall):
             with m.If(finishing):
                 m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(after[c - 1])]
+            # An empty slot's stage holds its register: an idle ring does not toggle 1600 bits
+            # through the rounds every clock (power on a board; time in a simulator).
             for j in range(1, c):
-                m.d.sync += [state[j].eq(after[j - 1]), valid[j].eq(valid[j - 1]),
-                             step[j].eq(step[j - 1] + 1),
-                             last[j].eq(step[j - 1] == self.cycles - 2)]
+                m.d.sync += valid[j].eq(valid[j - 1])
+                with m.If(valid[j - 1]):
+                    m.d.sync += [state[j].eq(after[j - 1]), step[j].eq(step[j - 1] + 1),
+                                 last[j].eq(step[j - 1] == self.cycles - 2)]
             with m.If(self.i.valid & self.i.ready):
                 m.d.sync += [state[0].eq(self.i.payload), valid[0].eq(1), step[0].eq(0),
                              last[0].eq(self.cycles == 1)]
             with m.Else():
-                m.d.sync += [state[0].eq(after[c - 1]), valid[0].eq(valid[c - 1] & ~finishing),
-                             step[0].eq(step[c - 1] + 1),
-                             last[0].eq(step[c - 1] == self.cycles - 2)]
+                m.d.sync += valid[0].eq(valid[c - 1] & ~finishing)
+                with m.If(valid[c - 1] & ~finishing):
+                    m.d.sync += [state[0].eq(after[c - 1]), step[0].eq(step[c - 1] + 1),
+                                 last[0].eq(step[c - 1] == self.cycles - 2)]
         return m
 
 

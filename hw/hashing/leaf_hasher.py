@@ -3,7 +3,7 @@
 The preimage of each event kind is wired up at elaboration time from the protocol's field tables
 (:data:`ocee.hw.protocol.EVENT_CODEC`): each field of the event, tag first, as a big-endian
 ``uintN`` of whole bytes, which is Solidity's ``abi.encodePacked``. No logic is spent on it but a
-multiplexer by event kind; the rest is a :class:`~ocee.hw.hashing.keccak256.Keccak256`.
+multiplexer by event kind; the rest is one Keccak-f[1600] permutation of a padded block.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 from ..protocol import EVENT, EVENT_CODEC, BatchClosed
 from .keccak import RATE_BYTES
 from .keccak256 import KeccakF1600, padded_state
+from .shared_permutation import PERMUTATION_USER
 
 __all__ = ["LeafHasher", "leaf_preimage_bits"]
 
@@ -44,6 +45,10 @@ class LeafHasher(wiring.Component):
         as an all-zero preimage of length 0).
     o_leaf : Out(stream.Signature(256))
         One leaf per event, in order; byte k at bits 8k .. 8k+7.
+    permutation : Out(PERMUTATION_USER)
+        Only with ``own_permutation=False``: the port to a
+        :class:`~ocee.hw.hashing.shared_permutation.SharedPermutation` of ``rounds_per_cycle``
+        and ``contexts``, in place of a permutation of its own.
 
     Every leaf preimage is at most 39 bytes, so each leaf is one Keccak block whose length and
     padding are fixed by the event's kind: the block is chosen by kind and permuted, with no
@@ -58,20 +63,30 @@ class LeafHasher(wiring.Component):
 
     QUEUE_DEPTH = 2
 
-    def __init__(self, rounds_per_cycle: int = 1, contexts: int = 1) -> None:
-        self.keccak = KeccakF1600(rounds_per_cycle, contexts)
-        super().__init__({
+    def __init__(self, rounds_per_cycle: int = 1, contexts: int = 1, *,
+                 own_permutation: bool = True) -> None:
+        self.contexts = contexts
+        self.keccak = KeccakF1600(rounds_per_cycle, contexts) if own_permutation else None
+        members = {
             "i_event": In(stream.Signature(EVENT)),
             "o_leaf": Out(stream.Signature(256)),
-        })
+        }
+        if not own_permutation:
+            members["permutation"] = Out(PERMUTATION_USER)
+        super().__init__(members)
 
     def capacity(self) -> int:
-        """Events taken and not yet out as leaves, at most: the queue, the ring, its output."""
-        return self.QUEUE_DEPTH + self.keccak.contexts + 1
+        """Events taken and not yet out as leaves, at most: the queue, and the ring's contexts
+        and its output (or the same bound on a shared permutation's digests owed to it)."""
+        return self.QUEUE_DEPTH + self.contexts + 1
 
     def elaborate(self, platform: Any) -> Module:
         m = Module()
-        m.submodules.keccak = keccak = self.keccak
+        keccak: Any = self.keccak
+        if keccak is not None:
+            m.submodules.keccak = keccak
+        else:
+            keccak = self.permutation
         m.submodules.queue = queue = SyncFIFOBuffered(width=EVENT.size, depth=self.QUEUE_DEPTH)
         m.d.comb += [
             queue.w_data.eq(self.i_event.payload.as_value()),
