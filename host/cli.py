@@ -259,12 +259,15 @@ def cmd_bench_hashing(args: argparse.Namespace) -> int:
     print(f"\nhashing stage (BatchHasher) in Amaranth's simulator: {len(events):,} events of a "
           f"{params.commands:,}-command flow (seed {params.seed}), input back to back, output "
           f"always ready\n")
-    print("| rounds per cycle | contexts | events | cycles | cycles per event |\n"
-          "|---:|---:|---:|---:|---:|")
+    print("| rounds per cycle | contexts | permutations | queues | events | cycles | "
+          "cycles per event |\n|---:|---:|---|---:|---:|---:|---:|")
     for k, c in options:
-        result = measure_batch_hasher(events, k, c)
-        print(f"| {k} | {c} | {result.events:,} | {result.cycles:,} | "
-              f"{result.cycles_per_event:.2f} |", flush=True)
+        for shared in (False, True) if args.shared else (False,):
+            result = measure_batch_hasher(events, k, c, shared=shared,
+                                          queue_depth=args.queue_depth)
+            print(f"| {k} | {c} | {'one shared' if shared else 'two'} | {args.queue_depth} | "
+                  f"{result.events:,} | {result.cycles:,} | {result.cycles_per_event:.2f} |",
+                  flush=True)
     return EXIT_OK
 
 
@@ -418,6 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contexts", type=int, nargs="+", default=[1], metavar="C",
                    help="Keccak contexts (permutations in flight) to measure with each K "
                         "(default 1)")
+    p.add_argument("--shared", action="store_true",
+                   help="also measure each option with one permutation shared by the leaf "
+                        "hasher and the accumulator (the boards' choice)")
+    p.add_argument("--queue-depth", type=int, default=8, metavar="N",
+                   help="the stage's queues (default 8; the boards build 2)")
     _add_capacity(p)
     p.set_defaults(run=cmd_bench_hashing)
     p = bench_sub.add_parser("rtl", help="the engine RTL's clocks per command and fill, and latency",

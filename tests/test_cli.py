@@ -153,15 +153,20 @@ def test_console_script_help() -> None:
 
 def test_bench_hashing_counts_clocks(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "hashing", "--commands", "40", "--rounds-per-cycle", "3",
-                 "--contexts", "1", "2"]) == 0
-    rows = capsys.readouterr().out.strip().splitlines()[-2:]
+                 "--contexts", "1", "2", "--shared"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()[-4:]
     figures = [[c.strip().replace(",", "") for c in row.strip("|").split("|")] for row in rows]
-    (k1, c1, events1, cycles1, per_event1), (k2, c2, events2, _, per_event2) = figures
-    assert (k1, c1, k2, c2) == ("3", "1", "3", "2") and int(events1) == int(events2) > 40
+    (k1, c1, p1, _, events1, cycles1, per_event1), shared1, (k2, c2, _, _, events2, _,
+                                                            per_event2), shared2 = figures
+    assert (k1, c1, k2, c2, p1) == ("3", "1", "3", "2", "two") and int(events1) == int(events2) > 40
     # Each event is at least one Keccak permutation (8 clocks at 3 rounds per clock) in line;
     # two contexts overlap two permutations, so the stage takes fewer clocks per event.
     assert 8 < float(per_event1) == pytest.approx(int(cycles1) / int(events1), abs=0.01)
     assert 4 < float(per_event2) < float(per_event1)
+    # One shared permutation does a leaf and (on average) a pair hash per event: about twice.
+    assert shared1[2] == shared2[2] == "one shared"
+    assert 1.6 * float(per_event1) < float(shared1[6]) < 2.4 * float(per_event1)
+    assert float(per_event2) < float(shared2[6])
 
 
 @pytest.mark.filterwarnings("ignore:.*created but never used")  # the block that failed validation

@@ -120,7 +120,7 @@ class BatchAccumulator(wiring.Component):
 
         # The pair register: the smaller node's bytes first, then the larger's, one padded block.
         # The 256-bit comparison is registered here to keep it off the ring's input path.
-        pair = Signal(512)
+        pair = Signal(512, reset_less=True)  # meaningful only under pair_valid
         pair_valid = Signal()
         first, second = requests.r_data[:256], requests.r_data[256:]
         m.d.comb += [
@@ -154,7 +154,7 @@ class BatchAccumulator(wiring.Component):
         m.d.sync += pending.eq(pending + requested - returned)
 
         item = self.i_item.payload
-        fold = Signal(256)  # a close: the frontier folded so far
+        fold = Signal(256, reset_less=True)  # a close: the frontier folded so far (set at FOLD)
         have_fold = Signal()
         remaining = Signal(32)  # the count's bits from `level` up: the close is done at 0
         fold_level = Signal(range(_DEPTH + 1))

@@ -29,6 +29,7 @@ __all__ = ["HashingThroughput", "KeccakTiming", "measure_batch_hasher", "measure
 class HashingThroughput:
     rounds_per_cycle: int
     contexts: int
+    shared: bool
     events: int
     cycles: int
 
@@ -37,9 +38,10 @@ class HashingThroughput:
         return self.cycles / self.events
 
 
-def measure_batch_hasher(events: list[Event], rounds_per_cycle: int,
-                         contexts: int = 1) -> HashingThroughput:
-    dut = BatchHasher(rounds_per_cycle, contexts=contexts)
+def measure_batch_hasher(events: list[Event], rounds_per_cycle: int, contexts: int = 1, *,
+                         shared: bool = False, queue_depth: int = 8) -> HashingThroughput:
+    dut = BatchHasher(rounds_per_cycle, queue_depth=queue_depth, contexts=contexts,
+                      shared_permutation=shared)
     done = {"cycles": 0, "out": 0}
 
     async def producer(ctx: Any) -> None:
@@ -63,7 +65,7 @@ def measure_batch_hasher(events: list[Event], rounds_per_cycle: int,
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
     sim.run()
-    return HashingThroughput(rounds_per_cycle, contexts, len(events), done["cycles"])
+    return HashingThroughput(rounds_per_cycle, contexts, shared, len(events), done["cycles"])
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,12 @@ class KeccakF1600(wiring.Component):
     def elaborate(self, platform: Any) -> Module:
         m = Module()
         k, c = self.rounds_per_cycle, self.contexts
-        state = [Signal(1600, name=f"state{j}") for j in range(c)]
+        # The datapath registers are reset-less: what they hold matters only under a valid bit,
+        # and without a reset term the load of a constant padding bit maps to the flip-flop's
+        # own synchronous set/reset rather than to a LUT input on every bit.
+        state = [Signal(1600, name=f"state{j}", reset_less=True) for j in range(c)]
+        result = Signal(1600, reset_less=True)
+        m.d.comb += self.o.payload.eq(result)
         valid = [Signal(name=f"valid{j}") for j in range(c)]
         step = [Signal(range(self.cycles), name=f"step{j}") for j in range(c)]  # k-round steps done
         # The context's step is its last, registered rather than decoded from `step`: the ring
@@ -126,7 +131,7 @@ class KeccakF1600(wiring.Component):
             m.d.sync += self.o.valid.eq(0)
         with m.If(~stall):
             with m.If(finishing):
-                m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(after[c - 1])]
+                m.d.sync += [self.o.valid.eq(1), result.eq(after[c - 1])]
             # An empty slot's stage holds its register: an idle ring does not toggle 1600 bits
             # through the rounds every clock (power on a board; time in a simulator).
             for j in range(1, c):

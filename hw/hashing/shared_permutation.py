@@ -74,7 +74,7 @@ class SharedPermutation(wiring.Component):
             read = user.o.valid & user.o.ready
             m.d.sync += owed.eq(owed + taken - read)
             m.d.comb += [
-                eligible[u].eq(user.i.valid),
+                eligible[u].eq(user.i.valid & (owed < capacity)),
                 digests.w_data.eq(keccak.o.payload[:256]),
                 digests.w_en.eq(keccak.o.valid & (owners.r_data == u)),
                 user.o.valid.eq(digests.r_rdy),
