@@ -23,11 +23,16 @@ async def send(ctx: Any, port: Any, payloads: Iterable[Any], rng: random.Random,
 
 async def receive(ctx: Any, port: Any, count: int, out: list[Any], rng: random.Random,
                   ready: float = 1.0, convert: Callable[[Any], Any] = lambda x: x,
-                  raw: bool = False) -> None:
+                  raw: bool = False, max_clocks: int | None = None) -> None:
     """Take ``count`` payloads from ``port`` (a stream the DUT drives) into ``out``, asserting
-    ready with probability ``ready`` each clock."""
+    ready with probability ``ready`` each clock; fail after ``max_clocks`` rather than wait for
+    ever on a DUT that lost something."""
     source = port.payload.as_value() if raw else port.payload
+    clocks = 0
     while len(out) < count:
+        clocks += 1
+        if max_clocks is not None and clocks > max_clocks:
+            raise AssertionError(f"{len(out)} of {count} payloads after {max_clocks} clocks")
         taking = rng.random() < ready
         ctx.set(port.ready, taking)
         _, _, valid, payload = await ctx.tick().sample(port.valid, source)

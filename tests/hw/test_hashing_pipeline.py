@@ -145,7 +145,8 @@ def test_shared_permutation_returns_each_users_digests_in_order(rounds_per_cycle
                 await ctx.tick().repeat(2000)  # user 0 reads nothing for a long while
                 user0_reading = True
             await receive(ctx, dut.user[u].o, len(states[u]), got[u], random.Random(10 + u),
-                          ready=0.6, convert=lambda x: x.to_bytes(32, "little"))
+                          ready=0.6, convert=lambda x: x.to_bytes(32, "little"),
+                          max_clocks=5000)
             if not user0_reading:
                 finished_early.append(u)
         return bench
