@@ -70,6 +70,11 @@ INSTALL_HINTS = {
 #: parities, about three times the logic of the LUT4 mapping. (iCE40 has no wider LUTs.)
 SYNTH_OPTS = {"ecp5": "-nowidelut", "ice40": ""}
 
+#: nextpnr's placer for board builds, by family. ECP5: the analytic "static" placer, which
+#: spreads cells by density: HeAP packed the appliance's Keccak round into a patch router2 could
+#: not untangle (14,600 overused wires at best against 3,500 with this; docs/benchmarks.md).
+PLACER = {"ecp5": "static", "ice40": "heap"}
+
 
 def _err(command: str, message: str) -> None:
     print(f"ocee hw {command}: {message}", file=sys.stderr)
@@ -182,10 +187,12 @@ def cmd_hw_build(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         synth_opts = SYNTH_OPTS.get(board.family, "") if args.synth_opts is None else args.synth_opts
+        # (nextpnr refuses an option given twice: --nextpnr-args may choose another placer.)
+        placer = "" if "--placer" in args.nextpnr_args else f"--placer {PLACER[board.family]} "
         plan = platform.build(top, name="top", do_build=False, synth_opts=synth_opts,
                               # router2: router1 took over 75 min on the congested appliance
                               nextpnr_opts=f"--timing-allow-fail --router router2 --seed {args.seed} "
-                                           f"{args.nextpnr_args}".strip())
+                                           f"{placer}{args.nextpnr_args}".strip())
     except DesignUnavailable as e:
         _err("build", str(e))
         return EXIT_FAILURE
@@ -361,7 +368,8 @@ def add_hw_commands(hw_sub: Any) -> None:
     p.add_argument("--seed", type=int, default=1, help="nextpnr's placement seed (default 1)")
     p.add_argument("--nextpnr-args", default="", metavar="ARGS",
                    help="more options for nextpnr, e.g. '--router2-heatmap heat' to write "
-                        "the router's congestion maps (CSV) into the build directory")
+                        "the router's congestion maps (CSV) into the build directory, or "
+                        "'--placer heap' (the default is 'static' on ECP5, 'heap' on iCE40)")
     p.add_argument("--synth-opts", metavar="OPTS",
                    help="options for yosys's synth_ecp5 / synth_ice40 (default: "
                         "'-nowidelut' on ECP5, LUT4s only, see docs/hw-hashing.md; none on "
