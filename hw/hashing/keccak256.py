@@ -76,7 +76,7 @@ class KeccakF1600(wiring.Component):
     iterated core, one permutation per ``24 // rounds_per_cycle`` clocks back to back; ``c``
     contexts interleave ``c`` independent states, so the ring finishes one every
     ``24 // (rounds_per_cycle * c)`` clocks at the Fmax of one stage: throughput bought with a
-    stage's area (about 3,200 LUT4 per round) but not with a longer critical path, where more
+    stage's area (about 4,500 LUT4 per round) but not with a longer critical path, where more
     rounds per clock lengthen it. The ring stops while a finished state waits at ``o``.
     """
 
