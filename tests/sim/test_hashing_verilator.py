@@ -30,19 +30,25 @@ def plain_and_full(commands: int, seed: int, markets: int,
     return ([e for c in flow for e in plain.execute(c)], [e for c in flow for e in full.execute(c)])
 
 
-def run(inputs: list[str], expected: list[str], contexts: int = 1, **params: Any) -> BenchResult:
-    return build_and_test(BatchHasher(rounds_per_cycle=1, contexts=contexts),
-                          name=f"batch_hasher_c{contexts}",
+def run(inputs: list[str], expected: list[str], contexts: int = 1, shared: bool = False,
+        **params: Any) -> BenchResult:
+    return build_and_test(BatchHasher(rounds_per_cycle=1, contexts=contexts,
+                                      shared_permutation=shared, queue_depth=2 if shared else 8),
+                          name=f"batch_hasher_c{contexts}" + ("_shared" if shared else ""),
                           test_module="cocotb_batch_hasher", python_path=[HERE], seed=5,
                           params={"inputs": inputs, "expected": expected, **params})
 
 
-@pytest.mark.parametrize(("contexts", "idle", "backpressure"),
-                         [(1, 0.0, 0.0), (1, 0.3, 0.5), (3, 0.0, 0.0), (3, 0.1, 0.2)])
-def test_batch_hasher_under_verilator(contexts: int, idle: float, backpressure: float) -> None:
+@pytest.mark.parametrize(("contexts", "idle", "backpressure", "shared"),
+                         [(1, 0.0, 0.0, False), (1, 0.3, 0.5, False), (3, 0.0, 0.0, False),
+                          (3, 0.1, 0.2, False), (1, 0.2, 0.3, True)])
+def test_batch_hasher_under_verilator(contexts: int, idle: float, backpressure: float,
+                                      shared: bool) -> None:
+    """The last case is the boards' stage: one permutation shared, 2-deep queues."""
     inputs, expected = plain_and_full(600, seed=21, markets=2, batch_every=45)
     assert sum(isinstance(e, BatchClosed) for e in expected) >= 10
-    result = run(bits(inputs), bits(expected), contexts, idle=idle, backpressure=backpressure)
+    result = run(bits(inputs), bits(expected), contexts, shared, idle=idle,
+                 backpressure=backpressure)
     assert (result.tests, result.failed) == (1, 0)
 
 
