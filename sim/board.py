@@ -347,6 +347,7 @@ SIM_PARAMS: dict[str, type] = {
     "fifo": int, "frame": int, "window": int,                  # the link's
     "rto": int,  # the device's retransmission timeout, clocks (default VIRTUAL_RTO_CYCLES)
     "rounds": int,  # Keccak rounds per clock (default 2; the boards build 1, see docs/benchmarks.md)
+    "shared": int,  # 1: one Keccak permutation for leaves and tree, as the boards build (default 0)
 }
 """The query parameters of ``sim://`` URLs; omitted ones take the appliance's defaults."""
 
@@ -398,8 +399,12 @@ def appliance_from(params: Mapping[str, int]) -> ComponentLike:
                          f"yet ({e}); until it is, use model:// or a pyserial URL") from None
     link: dict[str, Any] = {arg: params[key] for key, arg in (("fifo", "fifo_bytes"), ("frame", "max_frame"),
                                               ("window", "tx_window")) if key in params}
+    shared = params.get("shared", 0)
+    if shared not in (0, 1):
+        raise ValueError(f"shared must be 0 or 1, not {shared}")
     return Appliance(config, rto_cycles=params.get("rto", VIRTUAL_RTO_CYCLES),
-                     rounds_per_cycle=params.get("rounds", 2), **link)
+                     rounds_per_cycle=params.get("rounds", 2),
+                     hash_shared_permutation=bool(shared), **link)
 
 
 def pyserial_url(url: str) -> str:

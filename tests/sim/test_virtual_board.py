@@ -31,6 +31,7 @@ from ocee.sim.board import (
     BoardStream,
     Loopback,
     VirtualBoard,
+    appliance_from,
     build_board,
     pyserial_url,
 )
@@ -245,10 +246,21 @@ def test_url_of_a_board_not_started() -> None:
     ("sim://?colour=red", "takes no parameter 'colour'"),
     ("sim://?markets=x", "markets='x' is not a valid int"),
     ("sim://?levels=1000", "levels must be a power of two"),
+    ("sim://?shared=2", "shared must be 0 or 1, not 2"),
 ])
 def test_bad_sim_urls(url: str, message: str) -> None:
     with pytest.raises(TransportError, match=message):
         open_link(url)
+
+
+def test_sim_parameters_configure_the_appliance() -> None:
+    """``rounds`` and ``shared`` reach the hashing stage: the boards' configuration is
+    ``sim://?rounds=1&shared=1``."""
+    board = appliance_from({"rounds": 1, "shared": 1, "markets": 2})
+    assert (board.rounds_per_cycle, board.hash_shared_permutation) == (1, True)  # type: ignore[attr-defined]
+    assert board.config.markets == 2  # type: ignore[attr-defined]
+    default = appliance_from({})
+    assert (default.rounds_per_cycle, default.hash_shared_permutation) == (2, False)  # type: ignore[attr-defined]
 
 
 def test_sim_without_the_appliance(monkeypatch: pytest.MonkeyPatch) -> None:
