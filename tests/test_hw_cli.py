@@ -227,3 +227,5 @@ def test_ulx3s_loopback_builds_and_meets_its_clock(tmp_path: Path,
     out_text = capsys.readouterr().out
     assert "meets the 30 MHz constraint" in out_text
     assert "| loopback: byte echo through a 16-byte FIFO |" in out_text
+    script = (out / "build_top.sh").read_text()
+    assert script.count("--placer") == 1 and "--placer static" in script  # ECP5's default
