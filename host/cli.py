@@ -263,8 +263,11 @@ def cmd_bench_hashing(args: argparse.Namespace) -> int:
           "cycles per event |\n|---:|---:|---|---:|---:|---:|---:|")
     for k, c in options:
         for shared in (False, True) if args.shared else (False,):
-            result = measure_batch_hasher(events, k, c, shared=shared,
-                                          queue_depth=args.queue_depth)
+            try:
+                result = measure_batch_hasher(events, k, c, shared=shared,
+                                              queue_depth=args.queue_depth)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
             print(f"| {k} | {c} | {'one shared' if shared else 'two'} | {args.queue_depth} | "
                   f"{result.events:,} | {result.cycles:,} | {result.cycles_per_event:.2f} |",
                   flush=True)

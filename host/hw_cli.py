@@ -72,7 +72,7 @@ SYNTH_OPTS = {"ecp5": "-nowidelut", "ice40": ""}
 
 #: nextpnr's placer for board builds, by family. ECP5: the analytic "static" placer, which
 #: spreads cells by density: HeAP packed the appliance's Keccak round into a patch router2 could
-#: not untangle (14,600 overused wires at best against 3,500 with this; docs/benchmarks.md).
+#: not untangle (14,600 overused wires at best against 4,900 with this; docs/benchmarks.md).
 PLACER = {"ecp5": "static", "ice40": "heap"}
 
 
