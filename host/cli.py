@@ -239,14 +239,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_hashing(args: argparse.Namespace) -> int:
-    from ocee.hw.hashing.bench import measure_batch_hasher, measure_keccak
+    from ocee.hw.hashing.bench import measure_batch_hasher, measure_keccak, measure_slice_serial
 
-    options = [(k, c) for k in args.rounds_per_cycle for c in args.contexts]
+    # Rings of K rounds per clock and C contexts, or slice-serial cores of W slices per clock.
+    options: list[tuple[int, int, int | None]] = (
+        [(1, 1, w) for w in args.slices_per_clock] if args.slices_per_clock else
+        [(k, c, None) for k in args.rounds_per_cycle for c in args.contexts])
     print("Keccak core in Amaranth's simulator, input back to back, output always ready\n")
-    print("| rounds per cycle | contexts | clocks per permutation | permutation every | "
-          "one-block digest every |\n|---:|---:|---:|---:|---:|")
-    for k, c in options:
+    if args.slices_per_clock:
+        print("| slices per clock | clocks per permutation | permutation every |\n|---:|---:|---:|")
+    else:
+        print("| rounds per cycle | contexts | clocks per permutation | permutation every | "
+              "one-block digest every |\n|---:|---:|---:|---:|---:|")
+    for k, c, w in options:
         try:
+            if w is not None:
+                latency, period = measure_slice_serial(w)
+                print(f"| {w} | {latency} | {period:g} |", flush=True)
+                continue
             core = measure_keccak(k, c)
         except ValueError as e:
             raise UsageError(str(e)) from None
@@ -259,16 +269,17 @@ def cmd_bench_hashing(args: argparse.Namespace) -> int:
     print(f"\nhashing stage (BatchHasher) in Amaranth's simulator: {len(events):,} events of a "
           f"{params.commands:,}-command flow (seed {params.seed}), input back to back, output "
           f"always ready\n")
-    print("| rounds per cycle | contexts | permutations | queues | events | cycles | "
-          "cycles per event |\n|---:|---:|---|---:|---:|---:|---:|")
-    for k, c in options:
+    print("| Keccak | permutations | queues | events | cycles | "
+          "cycles per event |\n|---|---|---:|---:|---:|---:|")
+    for k, c, w in options:
         for shared in (False, True) if args.shared else (False,):
             try:
                 result = measure_batch_hasher(events, k, c, shared=shared,
-                                              queue_depth=args.queue_depth)
+                                              queue_depth=args.queue_depth, slices_per_clock=w)
             except ValueError as e:
                 raise UsageError(str(e)) from None
-            print(f"| {k} | {c} | {'one shared' if shared else 'two'} | {args.queue_depth} | "
+            keccak = f"{w} slices/clock" if w else f"{k} round(s)/clock x {c} context(s)"
+            print(f"| {keccak} | {'one shared' if shared else 'two'} | {args.queue_depth} | "
                   f"{result.events:,} | {result.cycles:,} | {result.cycles_per_event:.2f} |",
                   flush=True)
     return EXIT_OK
@@ -424,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contexts", type=int, nargs="+", default=[1], metavar="C",
                    help="Keccak contexts (permutations in flight) to measure with each K "
                         "(default 1)")
+    p.add_argument("--slices-per-clock", type=int, nargs="+", metavar="W",
+                   help="measure the slice-serial Keccak at these slices per clock instead of "
+                        "rings (the boards build 8)")
     p.add_argument("--shared", action="store_true",
                    help="also measure each option with one permutation shared by the leaf "
                         "hasher and the accumulator (the boards' choice)")

@@ -63,7 +63,8 @@ class _Device(Elaboratable):
         m.submodules.core = core = EngineCore(a.config, rounds_per_cycle=a.rounds_per_cycle,
                                               hash_contexts=a.hash_contexts,
                                               hash_queue_depth=a.hash_queue_depth,
-                                              hash_shared_permutation=a.hash_shared_permutation)
+                                              hash_shared_permutation=a.hash_shared_permutation,
+                                              hash_slices_per_clock=a.hash_slices_per_clock)
         m.submodules.ends = ends = CommandEnds()
         m.submodules.serializer = serializer = EventSerializer()
         m.submodules.transmitter = tx = LinkTransmitter(max_frame=a.max_frame,
@@ -139,9 +140,10 @@ class Appliance(wiring.Component):
     ----------
     config
         The engine's capacities (default: the ULX3S configuration).
-    rounds_per_cycle, hash_contexts, hash_queue_depth, hash_shared_permutation
-        Keccak rounds per clock, permutations in flight, queue depth and one permutation for
-        leaves and tree in the hashing stage (see :class:`~ocee.hw.engine_core.EngineCore`).
+    rounds_per_cycle, hash_contexts, hash_queue_depth, hash_shared_permutation, hash_slices_per_clock
+        Keccak rounds per clock, permutations in flight, queue depth, one permutation for
+        leaves and tree in the hashing stage, and the slice-serial permutation instead of the
+        round ring (see :class:`~ocee.hw.engine_core.EngineCore`).
     fifo_bytes
         The command FIFO, in bytes: the host's credit window (a power of two, below 2**15).
     max_frame, tx_window
@@ -167,7 +169,8 @@ class Appliance(wiring.Component):
 
     def __init__(self, config: MatchingConfig | None = None, *, rounds_per_cycle: int = 4,
                  hash_contexts: int = 1, hash_queue_depth: int = 8,
-                 hash_shared_permutation: bool = False, fifo_bytes: int = 2048,
+                 hash_shared_permutation: bool = False,
+                 hash_slices_per_clock: int | None = None, fifo_bytes: int = 2048,
                  max_frame: int = 256, tx_window: int = 16, rto_cycles: int = 1_500_000,
                  version: int = PROTOCOL_VERSION) -> None:
         if fifo_bytes >= 1 << 15 or fifo_bytes & (fifo_bytes - 1):
@@ -177,6 +180,7 @@ class Appliance(wiring.Component):
         self.hash_contexts = hash_contexts
         self.hash_queue_depth = hash_queue_depth
         self.hash_shared_permutation = hash_shared_permutation
+        self.hash_slices_per_clock = hash_slices_per_clock
         self.fifo_bytes = fifo_bytes
         self.max_frame = max_frame
         self.tx_window = tx_window
@@ -192,8 +196,11 @@ class Appliance(wiring.Component):
     def describe(self) -> str:
         """The configuration in a line, for ``ocee hw report``."""
         c = self.config
-        keccak = (f"Keccak {self.rounds_per_cycle} round(s)/clock x {self.hash_contexts} "
-                  f"context(s), " + ("one permutation shared by leaves and tree"
+        shape = (f"Keccak {self.hash_slices_per_clock} slices/clock (slice-serial)"
+                 if self.hash_slices_per_clock else
+                 f"Keccak {self.rounds_per_cycle} round(s)/clock x {self.hash_contexts} "
+                 f"context(s)")
+        keccak = (f"{shape}, " + ("one permutation shared by leaves and tree"
                                       if self.hash_shared_permutation else
                                       "a permutation each for leaves and tree"))
         return (f"{c.markets} markets x {c.levels} levels/side, {c.orders} orders, {c.ids} ids; "

@@ -115,14 +115,14 @@ def _appliance(clk_freq: int) -> wiring.Component:
         raise DesignUnavailable(f"the appliance design (ocee.hw.appliance) cannot be imported "
                                 f"({e}); build --design loopback meanwhile") from None
     from .matching.config import MatchingConfig
-    # One Keccak round per clock and one permutation for leaves and tree: 47.9 clocks per event
-    # in the hashing stage (`ocee bench hashing --rounds-per-cycle 1 --shared --queue-depth 2`),
-    # 417k events/s at 20 MHz, fifty times what the UART carries
-    # (about 7k commands/s at 3 Mbaud). More permutations, or more rounds per clock, buy speed
-    # the link cannot use with area and wiring, and the appliance does not route on the 85F
-    # yet even with one (docs/benchmarks.md: congestion in the Keccak round). The queues hold two
-    # (the link is the bound), and the retransmission timeout is the host's default, 50 ms.
+    # One slice-serial Keccak permutation (8 slices per clock, 201 clocks per permutation)
+    # shared by leaves and tree: the full-round ring's XOR cones are what kept the appliance
+    # from routing on the 85F (docs/benchmarks.md), and the link carries about 7k events/s at
+    # 3 Mbaud, a small part of what this hashes at 20 MHz (`ocee bench hashing
+    # --slices-per-clock 8 --shared --queue-depth 2`). The queues hold two (the link is the
+    # bound), and the retransmission timeout is the host's default, 50 ms.
     return Appliance(MatchingConfig(), rounds_per_cycle=1, hash_shared_permutation=True,
+                     hash_slices_per_clock=8,
                      hash_queue_depth=2, rto_cycles=clk_freq // 20)
 
 

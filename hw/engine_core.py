@@ -29,7 +29,8 @@ class EngineCore(wiring.Component):
     """Matching and hashing for ``config``, Keccak at ``rounds_per_cycle`` rounds per clock with
     ``hash_contexts`` permutations in flight, queues of ``hash_queue_depth`` and, with
     ``hash_shared_permutation``, one permutation for leaves and tree in the hashing stage
-    (:class:`~ocee.hw.hashing.batch_hasher.BatchHasher`).
+    (:class:`~ocee.hw.hashing.batch_hasher.BatchHasher`); with ``hash_slices_per_clock`` the
+    permutations are slice-serial (:mod:`ocee.hw.hashing.keccak_slices`) rather than rings.
 
     Members
     -------
@@ -51,12 +52,14 @@ class EngineCore(wiring.Component):
 
     def __init__(self, config: MatchingConfig | None = None, *, rounds_per_cycle: int = 1,
                  hash_contexts: int = 1, hash_queue_depth: int = 8,
-                 hash_shared_permutation: bool = False) -> None:
+                 hash_shared_permutation: bool = False,
+                 hash_slices_per_clock: int | None = None) -> None:
         self.config = config or MatchingConfig()
         self.hash_shared_permutation = hash_shared_permutation
         self.rounds_per_cycle = rounds_per_cycle
         self.hash_contexts = hash_contexts
         self.hash_queue_depth = hash_queue_depth
+        self.hash_slices_per_clock = hash_slices_per_clock
         self.engine = MatchingEngine(self.config)
         self.init_cycles = self.engine.init_cycles
         super().__init__({
@@ -76,7 +79,8 @@ class EngineCore(wiring.Component):
         m.submodules.hashing = hasher = BatchHasher(self.rounds_per_cycle,
                                                     queue_depth=self.hash_queue_depth,
                                                     contexts=self.hash_contexts,
-                                                    shared_permutation=self.hash_shared_permutation)
+                                                    shared_permutation=self.hash_shared_permutation,
+                                                    slices_per_clock=self.hash_slices_per_clock)
         wiring.connect(m, wiring.flipped(self.i_command), engine.i_command)
         wiring.connect(m, engine.o_event, hasher.i_event)
         wiring.connect(m, hasher.o_event, wiring.flipped(self.o_event))

@@ -348,6 +348,7 @@ SIM_PARAMS: dict[str, type] = {
     "rto": int,  # the device's retransmission timeout, clocks (default VIRTUAL_RTO_CYCLES)
     "rounds": int,  # Keccak rounds per clock (default 2; the boards build 1, see docs/benchmarks.md)
     "shared": int,  # 1: one Keccak permutation for leaves and tree, as the boards build (default 0)
+    "slices": int,  # slice-serial Keccak, this many slices per clock (boards: 8; default: rings)
 }
 """The query parameters of ``sim://`` URLs; omitted ones take the appliance's defaults."""
 
@@ -404,7 +405,8 @@ def appliance_from(params: Mapping[str, int]) -> ComponentLike:
         raise ValueError(f"shared must be 0 or 1, not {shared}")
     return Appliance(config, rto_cycles=params.get("rto", VIRTUAL_RTO_CYCLES),
                      rounds_per_cycle=params.get("rounds", 2),
-                     hash_shared_permutation=bool(shared), **link)
+                     hash_shared_permutation=bool(shared),
+                     hash_slices_per_clock=params.get("slices"), **link)
 
 
 def pyserial_url(url: str) -> str:

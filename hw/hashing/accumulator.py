@@ -17,7 +17,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .keccak256 import KeccakF1600, padded_state
+from .keccak256 import padded_state
+from .keccak_slices import make_permutation
 from .shared_permutation import PERMUTATION_USER
 
 __all__ = ["ACCUMULATOR_INPUT", "BATCH_ROOT", "BatchAccumulator"]
@@ -73,8 +74,10 @@ class BatchAccumulator(wiring.Component):
     """
 
     def __init__(self, rounds_per_cycle: int = 1, contexts: int = 1,
-                 max_pending: int | None = None, *, own_permutation: bool = True) -> None:
-        self.keccak = KeccakF1600(rounds_per_cycle, contexts) if own_permutation else None
+                 max_pending: int | None = None, *, own_permutation: bool = True,
+                 slices_per_clock: int | None = None) -> None:
+        self.keccak = (make_permutation(rounds_per_cycle, contexts, slices_per_clock)
+                      if own_permutation else None)
         # By default the ring's contexts, its output register, the pair register and a clock or
         # two of slack: enough requests to keep every context busy. Fewer make the queues
         # smaller (a board whose link is the bound takes 2).

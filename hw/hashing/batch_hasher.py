@@ -47,19 +47,22 @@ class BatchHasher(wiring.Component):
     """
 
     def __init__(self, rounds_per_cycle: int = 1, queue_depth: int = 8, contexts: int = 1, *,
-                 shared_permutation: bool = False) -> None:
+                 shared_permutation: bool = False, slices_per_clock: int | None = None) -> None:
         if queue_depth < 2:
             raise ValueError(f"queue_depth must be at least 2, not {queue_depth}")
         self.queue_depth = queue_depth
         own = not shared_permutation
         self.permutation = (None if own else
-                            SharedPermutation(2, rounds_per_cycle, contexts))
-        self.leaf_hasher = LeafHasher(rounds_per_cycle, contexts, own_permutation=own)
+                            SharedPermutation(2, rounds_per_cycle, contexts,
+                                              slices_per_clock=slices_per_clock))
+        self.leaf_hasher = LeafHasher(rounds_per_cycle, contexts, own_permutation=own,
+                                      slices_per_clock=slices_per_clock)
         # The stage's queue depth bounds the accumulator's pair-hash queue too, so one parameter
         # sizes the stage's wide (258- and 512-bit) queues.
         self.accumulator = BatchAccumulator(rounds_per_cycle, contexts,
                                             max_pending=min(contexts + 4, queue_depth),
-                                            own_permutation=own)
+                                            own_permutation=own,
+                                            slices_per_clock=slices_per_clock)
         super().__init__({
             "i_event": In(stream.Signature(EVENT)),
             "o_event": Out(stream.Signature(EVENT)),

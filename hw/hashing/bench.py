@@ -21,8 +21,10 @@ from ..protocol import EVENT_CODEC, Event
 from .batch_hasher import BatchHasher
 from .keccak import keccak256_reference, keccak_f1600
 from .keccak256 import BLOCK, Keccak256, KeccakF1600
+from .keccak_slices import SliceSerialKeccakF1600
 
-__all__ = ["HashingThroughput", "KeccakTiming", "measure_batch_hasher", "measure_keccak"]
+__all__ = ["HashingThroughput", "KeccakTiming", "measure_batch_hasher", "measure_keccak",
+           "measure_slice_serial"]
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,10 @@ class HashingThroughput:
 
 
 def measure_batch_hasher(events: list[Event], rounds_per_cycle: int, contexts: int = 1, *,
-                         shared: bool = False, queue_depth: int = 8) -> HashingThroughput:
+                         shared: bool = False, queue_depth: int = 8,
+                         slices_per_clock: int | None = None) -> HashingThroughput:
     dut = BatchHasher(rounds_per_cycle, queue_depth=queue_depth, contexts=contexts,
-                      shared_permutation=shared)
+                      shared_permutation=shared, slices_per_clock=slices_per_clock)
     done = {"cycles": 0, "out": 0}
 
     async def producer(ctx: Any) -> None:
@@ -80,6 +83,19 @@ class KeccakTiming:
     digest_period: float
     """Clocks from one digest to the next, one-block messages back to back (``Keccak256``): the
     rate of one core hashing leaves or inner nodes."""
+
+
+def measure_slice_serial(slices_per_clock: int, count: int = 4) -> tuple[int, float]:
+    """Clocks from a state taken to its result presented, and clocks per permutation back to
+    back, of the slice-serial core (:class:`SliceSerialKeccakF1600`); results checked."""
+    rng = random.Random(slices_per_clock)
+    states = [rng.getrandbits(1600) for _ in range(count)]
+    core = SliceSerialKeccakF1600(slices_per_clock)
+    taken, presented, results = _run_stream(core, "i", "o", states)
+    if results != [_permuted(s) for s in states]:
+        raise RuntimeError(f"SliceSerialKeccakF1600({slices_per_clock}) disagrees with the "
+                           f"golden model")
+    return _single({p - t for t, p in zip(taken, presented, strict=True)}), _period(presented)
 
 
 def measure_keccak(rounds_per_cycle: int, contexts: int = 1, count: int = 6) -> KeccakTiming:

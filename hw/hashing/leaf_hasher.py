@@ -17,7 +17,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..protocol import EVENT, EVENT_CODEC, BatchClosed
 from .keccak import RATE_BYTES
-from .keccak256 import KeccakF1600, padded_state
+from .keccak256 import padded_state
+from .keccak_slices import make_permutation
 from .shared_permutation import PERMUTATION_USER
 
 __all__ = ["LeafHasher", "leaf_preimage_bits"]
@@ -64,9 +65,11 @@ class LeafHasher(wiring.Component):
     QUEUE_DEPTH = 2
 
     def __init__(self, rounds_per_cycle: int = 1, contexts: int = 1, *,
-                 own_permutation: bool = True) -> None:
+                 own_permutation: bool = True,
+                 slices_per_clock: int | None = None) -> None:
         self.contexts = contexts
-        self.keccak = KeccakF1600(rounds_per_cycle, contexts) if own_permutation else None
+        self.keccak = (make_permutation(rounds_per_cycle, contexts, slices_per_clock)
+                      if own_permutation else None)
         members = {
             "i_event": In(stream.Signature(EVENT)),
             "o_leaf": Out(stream.Signature(256)),

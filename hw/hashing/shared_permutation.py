@@ -18,7 +18,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .keccak256 import KeccakF1600
+from .keccak_slices import make_permutation
 
 __all__ = ["PERMUTATION_USER", "SharedPermutation"]
 
@@ -31,7 +31,9 @@ PERMUTATION_USER = wiring.Signature({
 
 
 class SharedPermutation(wiring.Component):
-    """A :class:`~ocee.hw.hashing.keccak256.KeccakF1600` ring shared round-robin by ``users``.
+    """A Keccak-f[1600] permutation shared round-robin by ``users``: a
+    :class:`~ocee.hw.hashing.keccak256.KeccakF1600` ring, or with ``slices_per_clock`` the
+    :class:`~ocee.hw.hashing.keccak_slices.SliceSerialKeccakF1600` core.
 
     Members
     -------
@@ -46,11 +48,12 @@ class SharedPermutation(wiring.Component):
     ring finishes it.
     """
 
-    def __init__(self, users: int = 2, rounds_per_cycle: int = 1, contexts: int = 1) -> None:
+    def __init__(self, users: int = 2, rounds_per_cycle: int = 1, contexts: int = 1, *,
+                 slices_per_clock: int | None = None) -> None:
         if users < 1:
             raise ValueError(f"users must be at least 1, not {users}")
         self.users = users
-        self.keccak = KeccakF1600(rounds_per_cycle, contexts)
+        self.keccak = make_permutation(rounds_per_cycle, contexts, slices_per_clock)
         super().__init__({"user": In(PERMUTATION_USER).array(users)})
 
     def capacity(self) -> int:

@@ -31,23 +31,27 @@ def plain_and_full(commands: int, seed: int, markets: int,
 
 
 def run(inputs: list[str], expected: list[str], contexts: int = 1, shared: bool = False,
-        **params: Any) -> BenchResult:
+        slices: int | None = None, **params: Any) -> BenchResult:
     return build_and_test(BatchHasher(rounds_per_cycle=1, contexts=contexts,
-                                      shared_permutation=shared, queue_depth=2 if shared else 8),
-                          name=f"batch_hasher_c{contexts}" + ("_shared" if shared else ""),
+                                      shared_permutation=shared, queue_depth=2 if shared else 8,
+                                      slices_per_clock=slices),
+                          name=(f"batch_hasher_c{contexts}" + ("_shared" if shared else "")
+                                + (f"_slices{slices}" if slices else "")),
                           test_module="cocotb_batch_hasher", python_path=[HERE], seed=5,
                           params={"inputs": inputs, "expected": expected, **params})
 
 
-@pytest.mark.parametrize(("contexts", "idle", "backpressure", "shared"),
-                         [(1, 0.0, 0.0, False), (1, 0.3, 0.5, False), (3, 0.0, 0.0, False),
-                          (3, 0.1, 0.2, False), (1, 0.2, 0.3, True)])
+@pytest.mark.parametrize(("contexts", "idle", "backpressure", "shared", "slices"),
+                         [(1, 0.0, 0.0, False, None), (1, 0.3, 0.5, False, None),
+                          (3, 0.0, 0.0, False, None), (3, 0.1, 0.2, False, None),
+                          (1, 0.2, 0.3, True, None), (1, 0.2, 0.3, True, 8)])
 def test_batch_hasher_under_verilator(contexts: int, idle: float, backpressure: float,
-                                      shared: bool) -> None:
-    """The last case is the boards' stage: one permutation shared, 2-deep queues."""
+                                      shared: bool, slices: int | None) -> None:
+    """The last case is the boards' stage: one slice-serial permutation (8 slices per clock)
+    shared, 2-deep queues; the one before it the same with a one-round ring."""
     inputs, expected = plain_and_full(600, seed=21, markets=2, batch_every=45)
     assert sum(isinstance(e, BatchClosed) for e in expected) >= 10
-    result = run(bits(inputs), bits(expected), contexts, shared, idle=idle,
+    result = run(bits(inputs), bits(expected), contexts, shared, slices, idle=idle,
                  backpressure=backpressure)
     assert (result.tests, result.failed) == (1, 0)
 
