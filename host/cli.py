@@ -336,16 +336,20 @@ def cmd_hw_synth(args: argparse.Namespace) -> int:
     from ocee.hw.synthesis import BLOCKS, SynthesisError, synthesize
 
     try:
-        component = BLOCKS[args.block](args.rounds_per_cycle, args.contexts)
+        component = BLOCKS[args.block](args.rounds_per_cycle, args.contexts,
+                                       args.slices_per_clock)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    print(f"ocee hw synth: {args.block} (rounds per cycle {args.rounds_per_cycle}, contexts "
-          f"{args.contexts}) on "
+    keccak = (f"slices per clock {args.slices_per_clock}" if args.slices_per_clock else
+              f"rounds per cycle {args.rounds_per_cycle}, contexts {args.contexts}")
+    print(f"ocee hw synth: {args.block} ({keccak}) on "
           f"LFE5U-85F speed {args.speed}, target {args.freq:g} MHz: yosys + nextpnr, this takes "
           f"minutes", file=sys.stderr)
     try:
         report = synthesize(component,
-                            f"{args.block} k={args.rounds_per_cycle} c={args.contexts}",
+                            f"{args.block} " + (f"w={args.slices_per_clock}"
+                                                if args.slices_per_clock else
+                                                f"k={args.rounds_per_cycle} c={args.contexts}"),
                             target_mhz=args.freq, speed=args.speed,
                             synth_opts=args.synth_opts,
                             nextpnr_args=shlex.split(args.nextpnr_args),
@@ -485,6 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contexts", type=int, default=1, metavar="C",
                    help="Keccak contexts: permutations in flight, a divisor of 24 / K "
                         "(default 1)")
+    p.add_argument("--slices-per-clock", type=int, metavar="W",
+                   help="the slice-serial Keccak permutation at W slices per clock instead of "
+                        "the ring (the boards build 8)")
     p.add_argument("--freq", type=float, default=125.0, metavar="MHZ",
                    help="clock target (default 125)")
     p.add_argument("--speed", type=int, choices=[6, 7, 8], default=6, help="speed grade (default 6)")

@@ -151,28 +151,29 @@ def synthesize(component: Any, block: str, *, target_mhz: float = 125.0, speed: 
                            used.get("DP16KD", 0), time.perf_counter() - start)
 
 
-def _keccak(k: int, contexts: int) -> Any:
-    from .hashing.keccak256 import KeccakF1600
-    return KeccakF1600(k, contexts)
+def _keccak(k: int, contexts: int, slices: int | None) -> Any:
+    from .hashing.keccak_slices import make_permutation
+    return make_permutation(k, contexts, slices)
 
 
-def _leaf_hasher(k: int, contexts: int) -> Any:
+def _leaf_hasher(k: int, contexts: int, slices: int | None) -> Any:
     from .hashing.leaf_hasher import LeafHasher
-    return LeafHasher(k, contexts)
+    return LeafHasher(k, contexts, slices_per_clock=slices)
 
 
-def _batch_hasher(k: int, contexts: int) -> Any:
+def _batch_hasher(k: int, contexts: int, slices: int | None) -> Any:
     from .hashing.batch_hasher import BatchHasher
-    return BatchHasher(k, contexts=contexts)
+    return BatchHasher(k, contexts=contexts, slices_per_clock=slices)
 
 
-def _matching_engine(k: int, contexts: int) -> Any:
+def _matching_engine(k: int, contexts: int, slices: int | None) -> Any:
     from .matching.engine import MatchingEngine
     return MatchingEngine()  # the ULX3S configuration; the hashing parameters do not apply
 
 
-#: Blocks ``ocee hw synth`` knows, each built from Keccak's rounds per clock and contexts.
-BLOCKS: dict[str, Callable[[int, int], Any]] = {
+#: Blocks ``ocee hw synth`` knows, each built from Keccak's rounds per clock, contexts and (for
+#: the slice-serial permutation instead of the ring) slices per clock.
+BLOCKS: dict[str, Callable[[int, int, int | None], Any]] = {
     "matching-engine": _matching_engine,
     "keccak-f1600": _keccak,
     "leaf-hasher": _leaf_hasher,

@@ -156,17 +156,32 @@ def test_bench_hashing_counts_clocks(capsys: pytest.CaptureFixture[str]) -> None
                  "--contexts", "1", "2", "--shared"]) == 0
     rows = capsys.readouterr().out.strip().splitlines()[-4:]
     figures = [[c.strip().replace(",", "") for c in row.strip("|").split("|")] for row in rows]
-    (k1, c1, p1, _, events1, cycles1, per_event1), shared1, (k2, c2, _, _, events2, _,
+    (keccak1, p1, _, events1, cycles1, per_event1), shared1, (keccak2, _, _, events2, _,
                                                             per_event2), shared2 = figures
-    assert (k1, c1, k2, c2, p1) == ("3", "1", "3", "2", "two") and int(events1) == int(events2) > 40
+    assert (keccak1, keccak2, p1) == ("3 round(s)/clock x 1 context(s)",
+                                      "3 round(s)/clock x 2 context(s)", "two")
+    assert int(events1) == int(events2) > 40
     # Each event is at least one Keccak permutation (8 clocks at 3 rounds per clock) in line;
     # two contexts overlap two permutations, so the stage takes fewer clocks per event.
     assert 8 < float(per_event1) == pytest.approx(int(cycles1) / int(events1), abs=0.01)
     assert 4 < float(per_event2) < float(per_event1)
     # One shared permutation does a leaf and (on average) a pair hash per event: about twice.
-    assert shared1[2] == shared2[2] == "one shared"
-    assert 1.6 * float(per_event1) < float(shared1[6]) < 2.4 * float(per_event1)
-    assert float(per_event2) < float(shared2[6])
+    assert shared1[1] == shared2[1] == "one shared"
+    assert 1.6 * float(per_event1) < float(shared1[5]) < 2.4 * float(per_event1)
+    assert float(per_event2) < float(shared2[5])
+
+
+def test_bench_hashing_measures_the_slice_serial_core(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "hashing", "--commands", "30", "--slices-per-clock", "32",
+                 "--shared"]) == 0
+    out = capsys.readouterr().out
+    assert "| 32 | 50 | 51 |" in out  # 25 steps of 2 clocks, and the clock it hands on in
+    rows = out.strip().splitlines()[-2:]
+    (_, own, _, _, _, per_event), (keccak, shared, _, _, _, per_event_shared) = (
+        [c.strip() for c in row.strip("|").split("|")] for row in rows)
+    assert (keccak, own, shared) == ("32 slices/clock", "two", "one shared")
+    # A permutation per event each in line, two per event on one shared core.
+    assert 51 < float(per_event) < 1.2 * 51 < 1.6 * 51 < float(per_event_shared) < 2.4 * 51
 
 
 @pytest.mark.filterwarnings("ignore:.*created but never used")  # the block that failed validation

@@ -247,6 +247,7 @@ def test_url_of_a_board_not_started() -> None:
     ("sim://?markets=x", "markets='x' is not a valid int"),
     ("sim://?levels=1000", "levels must be a power of two"),
     ("sim://?shared=2", "shared must be 0 or 1, not 2"),
+    ("sim://?shared=1&slices=3", r"slices_per_clock must be one of .* not 3"),
 ])
 def test_bad_sim_urls(url: str, message: str) -> None:
     with pytest.raises(TransportError, match=message):
@@ -254,10 +255,12 @@ def test_bad_sim_urls(url: str, message: str) -> None:
 
 
 def test_sim_parameters_configure_the_appliance() -> None:
-    """``rounds`` and ``shared`` reach the hashing stage: the boards' configuration is
-    ``sim://?rounds=1&shared=1``."""
+    """``rounds``, ``shared`` and ``slices`` reach the hashing stage: the boards' configuration
+    is ``sim://?shared=1&slices=8``."""
     board = appliance_from({"rounds": 1, "shared": 1, "markets": 2})
     assert (board.rounds_per_cycle, board.hash_shared_permutation) == (1, True)  # type: ignore[attr-defined]
+    assert board.hash_slices_per_clock is None  # type: ignore[attr-defined]
+    assert appliance_from({"shared": 1, "slices": 8}).hash_slices_per_clock == 8  # type: ignore[attr-defined]
     assert board.config.markets == 2  # type: ignore[attr-defined]
     default = appliance_from({})
     assert (default.rounds_per_cycle, default.hash_shared_permutation) == (2, False)  # type: ignore[attr-defined]
