@@ -346,7 +346,7 @@ SIM_PARAMS: dict[str, type] = {
     "markets": int, "levels": int, "orders": int, "ids": int,  # the engine's capacities
     "fifo": int, "frame": int, "window": int,                  # the link's
     "rto": int,  # the device's retransmission timeout, clocks (default VIRTUAL_RTO_CYCLES)
-    "rounds": int,  # Keccak rounds per clock (default 2; the boards build 1, see docs/benchmarks.md)
+    "rounds": int,  # Keccak rounds per clock of the rings (default 2; see docs/benchmarks.md)
     "shared": int,  # 1: one Keccak permutation for leaves and tree, as the boards build (default 0)
     "slices": int,  # slice-serial Keccak, this many slices per clock (boards: 8; default: rings)
 }

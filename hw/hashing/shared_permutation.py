@@ -1,11 +1,11 @@
 """One Keccak-f[1600] permutation shared by several users (the leaf hasher and the accumulator).
 
-A board whose host link carries a few thousand events per second needs a hundredth of one
-permutation's rate, so it spends the area of one Keccak round instead of two (the area, and
-the wiring the placer packs with it, is what keeps the appliance from routing on the 85F;
-sharing alone did not make it route: docs/benchmarks.md). Each user sees a port of the same
-shape as its own permutation would give it (:data:`PERMUTATION_USER`): states out, digests back
-in the order it sent them.
+A board whose host link carries about ten thousand events per second needs a small part of
+one permutation's rate, so it builds one permutation instead of two: the boards share one
+slice-serial core (:mod:`ocee.hw.hashing.keccak_slices`; sharing a one-round ring halved the
+Keccak area but the appliance still did not route: docs/benchmarks.md). Each user sees a port
+of the same shape as its own permutation would give it (:data:`PERMUTATION_USER`): states out,
+digests back in the order it sent them.
 """
 
 from __future__ import annotations
