@@ -58,7 +58,9 @@ class BatchAccumulator(wiring.Component):
     permutation : Out(PERMUTATION_USER)
         Only with ``own_permutation=False``: the port to a
         :class:`~ocee.hw.hashing.shared_permutation.SharedPermutation` of ``rounds_per_cycle``
-        and ``contexts``, in place of a permutation of its own.
+        and ``contexts``, in place of a permutation of its own. With ``slices_per_clock``, the
+        permutation of its own is slice-serial (one context, ``25 * 64 // slices_per_clock``
+        clocks each: :mod:`ocee.hw.hashing.keccak_slices`).
 
     The levels work independently, so pair hashes of different levels overlap in the
     permutation's contexts: a node arriving at level ``l`` (a leaf at level 0, a pair hash's

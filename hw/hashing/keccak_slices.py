@@ -3,8 +3,8 @@
 A full round per clock is 1,600 XOR cones, each drawing on 11 state bits that rho and pi
 scatter over the whole state: about 4,500 LUT4 whose wiring, placed beside the matching
 engine's block RAMs, is what kept the appliance from routing on the ECP5-85F
-(docs/benchmarks.md). A board whose host link carries a few thousand events per second needs
-a few hundredths of that rate, so it can take the state a few *slices* at a time instead
+(docs/benchmarks.md). A board whose host link carries about ten thousand events per second
+needs a small part of that rate, so it can take the state a few *slices* at a time instead
 (a slice is the 25 bits with one index z in every lane; theta, pi, chi and iota work within a
 slice, given the column parities of the slice and of its neighbour).
 

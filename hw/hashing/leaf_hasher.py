@@ -49,7 +49,9 @@ class LeafHasher(wiring.Component):
     permutation : Out(PERMUTATION_USER)
         Only with ``own_permutation=False``: the port to a
         :class:`~ocee.hw.hashing.shared_permutation.SharedPermutation` of ``rounds_per_cycle``
-        and ``contexts``, in place of a permutation of its own.
+        and ``contexts``, in place of a permutation of its own. With ``slices_per_clock``, the
+        permutation of its own is slice-serial (one context, ``25 * 64 // slices_per_clock``
+        clocks each: :mod:`ocee.hw.hashing.keccak_slices`).
 
     Every leaf preimage is at most 39 bytes, so each leaf is one Keccak block whose length and
     padding are fixed by the event's kind: the block is chosen by kind and permuted, with no

@@ -92,15 +92,14 @@ def test_accumulator_roots_for_every_tree_shape(rounds_per_cycle: int, contexts:
     assert roots[0] == (0, EMPTY_ROOT)
 
 
-@pytest.mark.parametrize(("rounds_per_cycle", "contexts", "queue_depth", "shared", "slices"),
-                         [(2, 1, 8, False, None), (1, 3, 8, False, None), (2, 1, 2, False, None),
-                          (3, 1, 2, True, None), (2, 3, 8, True, None), (1, 1, 2, True, 32)])
+@pytest.mark.parametrize(("rounds_per_cycle", "contexts", "queue_depth", "shared"),
+                         [(2, 1, 8, False), (1, 3, 8, False), (2, 1, 2, False), (3, 1, 2, True),
+                          (2, 3, 8, True)])
 def test_batch_hasher_turns_unhashed_events_into_the_devices(rounds_per_cycle: int, contexts: int,
-                                                             queue_depth: int, shared: bool,
-                                                             slices: int | None) -> None:
+                                                             queue_depth: int, shared: bool) -> None:
     """Events of the model without hashing in, the full model's events (roots filled) out.
-    The last case is the boards' stage with a faster slice-serial core (32 slices per clock
-    rather than 8, which runs under Verilator: tests/sim/test_hashing_verilator.py)."""
+    (The boards' stage, one slice-serial core shared, runs under Verilator:
+    tests/sim/test_hashing_verilator.py.)"""
     commands = list(generate_flow(FlowParams(commands=160, seed=9, markets=2, batch_every=23)))
     plain = MatchingModel(hash_events=False)
     full = MatchingModel()
@@ -108,7 +107,7 @@ def test_batch_hasher_turns_unhashed_events_into_the_devices(rounds_per_cycle: i
     expected = [e for c in commands for e in full.execute(c)]
     assert sum(isinstance(e, BatchClosed) for e in expected) == 7
     dut = BatchHasher(rounds_per_cycle, queue_depth=queue_depth, contexts=contexts,
-                      shared_permutation=shared, slices_per_clock=slices)
+                      shared_permutation=shared)
     rng = random.Random(3)
     got: list = []
 
