@@ -51,13 +51,10 @@ def test_permutation_matches_model(rounds_per_cycle: int) -> None:
     assert set(cycles) == {24 // rounds_per_cycle}
 
 
-@pytest.mark.parametrize(("rounds_per_cycle", "contexts"), [(1, 1), (1, 3), (2, 4), (4, 6)])
-def test_ring_keeps_order_and_pipelines(rounds_per_cycle: int, contexts: int) -> None:
-    """States back to back, with random gaps and back-pressure, come out permuted and in order;
-    with the output always ready the ring finishes ``contexts`` per 24 // k clocks."""
-    dut = KeccakF1600(rounds_per_cycle, contexts)
-    rng = random.Random(contexts)
-    states = [rng.getrandbits(1600) for _ in range(40)]
+def _permutes_in_order(dut: KeccakF1600 | SliceSerialKeccakF1600, states: list[int],
+                       rng: random.Random) -> None:
+    """Offer ``states`` with random gaps, take results with random back-pressure: each comes
+    out permuted, in order."""
     got: list[int] = []
 
     async def producer(ctx) -> None:  # type: ignore[no-untyped-def]
@@ -68,6 +65,16 @@ def test_ring_keeps_order_and_pipelines(rounds_per_cycle: int, contexts: int) ->
 
     simulate(dut, producer, consumer)
     assert got == [_state(keccak_f1600(_lanes(s))) for s in states]
+
+
+@pytest.mark.parametrize(("rounds_per_cycle", "contexts"), [(1, 1), (1, 3), (2, 4), (4, 6)])
+def test_ring_keeps_order_and_pipelines(rounds_per_cycle: int, contexts: int) -> None:
+    """States back to back, with random gaps and back-pressure, come out permuted and in order;
+    with the output always ready the ring finishes ``contexts`` per 24 // k clocks."""
+    dut = KeccakF1600(rounds_per_cycle, contexts)
+    rng = random.Random(contexts)
+    states = [rng.getrandbits(1600) for _ in range(40)]
+    _permutes_in_order(dut, states, rng)
 
     done: list[int] = []
 
@@ -129,16 +136,7 @@ def test_slice_serial_permutation_matches_model(slices_per_clock: int) -> None:
     dut = SliceSerialKeccakF1600(slices_per_clock)
     rng = random.Random(slices_per_clock)
     states = [0, (1 << 1600) - 1] + [rng.getrandbits(1600) for _ in range(6)]
-    got: list[int] = []
-
-    async def producer(ctx) -> None:  # type: ignore[no-untyped-def]
-        await send(ctx, dut.i, states, rng, idle=0.3)
-
-    async def consumer(ctx) -> None:  # type: ignore[no-untyped-def]
-        await receive(ctx, dut.o, len(states), got, rng, ready=0.5)
-
-    simulate(dut, producer, consumer)
-    assert got == [_state(keccak_f1600(_lanes(s))) for s in states]
+    _permutes_in_order(dut, states, rng)
 
     taken: list[int] = []
     presented: list[int] = []

@@ -37,8 +37,9 @@ def run(inputs: list[str], expected: list[str], contexts: int = 1, shared: bool 
                                       slices_per_clock=slices),
                           name=(f"batch_hasher_c{contexts}" + ("_shared" if shared else "")
                                 + (f"_slices{slices}" if slices else "")),
-                          test_module="cocotb_batch_hasher", python_path=[HERE], seed=5,
-                          params={"inputs": inputs, "expected": expected, **params})
+                          test_module="cocotb_stream_block", python_path=[HERE], seed=5,
+                          params={"i_port": "i_event", "o_port": "o_event", "inputs": inputs,
+                                  "expected": expected, **params})
 
 
 @pytest.mark.parametrize(("contexts", "idle", "backpressure", "shared", "slices"),
@@ -61,5 +62,5 @@ def test_a_wrong_expectation_fails_the_bench() -> None:
     inputs, expected = plain_and_full(30, seed=2, markets=1, batch_every=10)
     wrong = bits(expected)
     wrong[-1] = str(int(wrong[-1]) ^ 1 << 200)  # one bit of the last batch root
-    with pytest.raises(SimulationFailed, match=rf"event {len(wrong) - 1}: got 0x"):
+    with pytest.raises(SimulationFailed, match=rf"output {len(wrong) - 1}: got 0x"):
         run(bits(inputs), wrong, idle=0.0, backpressure=0.0)
