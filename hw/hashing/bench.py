@@ -34,6 +34,7 @@ class HashingThroughput:
     shared: bool
     events: int
     cycles: int
+    slices_per_clock: int | None = None  # the slice-serial core at this many, else rings
 
     @property
     def cycles_per_event(self) -> float:
@@ -68,7 +69,8 @@ def measure_batch_hasher(events: list[Event], rounds_per_cycle: int, contexts: i
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
     sim.run()
-    return HashingThroughput(rounds_per_cycle, contexts, shared, len(events), done["cycles"])
+    return HashingThroughput(rounds_per_cycle, contexts, shared, len(events), done["cycles"],
+                             slices_per_clock)
 
 
 @dataclass(frozen=True)

@@ -27,16 +27,14 @@ taking a state to its result, one more to the next state (201 at w = 8) against 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from amaranth import Array, Cat, Const, Module, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .keccak import RHO_OFFSETS, ROUND_CONSTANTS
-
-if TYPE_CHECKING:
-    from .keccak256 import KeccakF1600
+from .keccak256 import KeccakF1600
 
 __all__ = ["SLICES_PER_CLOCK_CHOICES", "SliceSerialKeccakF1600", "check_slices_per_clock",
            "make_permutation"]
@@ -185,8 +183,6 @@ def make_permutation(rounds_per_cycle: int = 1, contexts: int = 1,
     (``rounds_per_cycle`` then does not apply), else a
     :class:`~ocee.hw.hashing.keccak256.KeccakF1600` ring of ``rounds_per_cycle`` and
     ``contexts``."""
-    from .keccak256 import KeccakF1600
-
     if slices_per_clock is None:
         return KeccakF1600(rounds_per_cycle, contexts)
     check_slices_per_clock(slices_per_clock, contexts)
