@@ -156,9 +156,16 @@ class MatchingEngine(wiring.Component):
             w = _Port(addr=Signal(len(write.addr), name=f"{name}_waddr"),
                       data=Signal(shape, name=f"{name}_wdata"), en=Signal(name=f"{name}_wen"))
             m.d.sync += [write.addr.eq(w.addr), write.data.eq(w.data), write.en.eq(w.en)]
-            forward = Signal(name=f"{name}_forward")
+            # The forwarding decision compares registered copies of both addresses in the clock
+            # the read data arrives: it settles long before the block RAM's output does, and the
+            # read address (the FSM's decision) does not pass through a comparator as well.
+            raddr_d = Signal.like(r.addr, name=f"{name}_raddr_d")
+            waddr_d = Signal.like(write.addr, name=f"{name}_waddr_d")
+            wen_d = Signal(name=f"{name}_wen_d")
             forwarded = Signal(shape, name=f"{name}_forwarded")
-            m.d.sync += [forward.eq(write.en & (write.addr == r.addr)), forwarded.eq(write.data)]
+            m.d.sync += [raddr_d.eq(r.addr), waddr_d.eq(write.addr), wen_d.eq(write.en),
+                         forwarded.eq(write.data)]
+            forward = wen_d & (waddr_d == raddr_d)
             m.d.comb += [read.addr.eq(r.addr),
                          r.data.eq(Mux(forward, _bits(forwarded), _bits(read.data)))]
             return r, w
@@ -218,7 +225,9 @@ class MatchingEngine(wiring.Component):
         index = offset[:log2_l]
         in_window = (new.price >= cur_lowest) & (offset[log2_l:] == 0)
         remaining = Signal(32)
-        need = Signal(signed(LEVEL_QTY_BITS + 2))  # FOK: quantity still to find
+        # FOK: the quantity still to find, minus one, so that "covered" is the sign of one
+        # subtraction straight from the read data (no zero test after the carry chain).
+        need = Signal(signed(LEVEL_QTY_BITS + 2))
 
         cur = Signal(slot_bits)  # the order being looked at
         lvl_p = Signal(log2_l)  # its level's address
@@ -227,6 +236,8 @@ class MatchingEngine(wiring.Component):
         mk_account = Signal(32)
         mk_qty = Signal(32)
         mk_next = Signal(link_layout)
+        lvl_total = Signal(LEVEL_QTY_BITS)  # the taken level's total as last written
+        lvl_fresh = Signal()  # no write to it yet: lvl_total is the one read from memory
 
         def crosses(p: Any) -> Any:
             r = rel(p)
@@ -465,7 +476,7 @@ class MatchingEngine(wiring.Component):
                               a.account.eq(new.account), a.price.eq(Mux(is_market, 0, new.price)),
                               a.qty.eq(new.qty), a.side.eq(new.side), a.type.eq(new.type),
                               a.tif.eq(new.tif), a.post_only.eq(new.post_only), a.stp.eq(new.stp)):
-                    m.d.sync += need.eq(new.qty)
+                    m.d.sync += need.eq(new.qty - 1)
                     with m.If(new.post_only):
                         search(opp_book, opp_desc, "POST_ONLY_CHECK")
                     with m.Elif(new.tif == TimeInForce.FOK):
@@ -506,7 +517,7 @@ class MatchingEngine(wiring.Component):
             with m.State("FOK_TOTAL"):
                 covered = need - lqty_r.data
                 m.d.sync += need.eq(covered)
-                with m.If(covered <= 0):
+                with m.If(covered < 0):
                     search(opp_book, opp_desc, "TAKE_LEVEL")
                 with m.Else():
                     search(opp_book, opp_desc, "FOK_LEVEL", after=lvl_p)
@@ -516,16 +527,17 @@ class MatchingEngine(wiring.Component):
             with m.State("FOK_ORDER"):
                 own = info_r.data.account == new.account
                 covered = need - oqty_r.data
+                # The next order's row, whatever is decided: only this state's own branch
+                # uses it, and the address then does not wait for the decision.
+                m.d.comb += o_raddr.eq(next_r.data.slot)
                 with m.If(own & (new.stp != StpMode.CANCEL_MAKER)):
                     m.next = "FOK_CANCEL"  # the taker would stop here, short of its quantity
-                with m.Elif(~own & (covered <= 0)):
+                with m.Elif(~own & (covered < 0)):
                     search(opp_book, opp_desc, "TAKE_LEVEL")
                 with m.Else():
                     with m.If(~own):
                         m.d.sync += need.eq(covered)
-                    with m.If(next_r.data.valid):
-                        m.d.comb += o_raddr.eq(next_r.data.slot)
-                    with m.Else():
+                    with m.If(~next_r.data.valid):
                         search(opp_book, opp_desc, "FOK_LEVEL", after=lvl_p)
             with m.State("FOK_CANCEL"):
                 with canceled(new.id, new.qty, CancelReason.FOK_NOT_FILLABLE):
@@ -541,16 +553,30 @@ class MatchingEngine(wiring.Component):
                     m.next = "TAKE_HEAD"
             with m.State("TAKE_HEAD"):
                 m.d.comb += [o_raddr.eq(head_r.data), l_raddr.eq(level_addr(opp_book, lvl_p))]
-                m.d.sync += cur.eq(head_r.data)
+                m.d.sync += [cur.eq(head_r.data), lvl_fresh.eq(1)]
                 m.next = "TAKE_ORDER"
             with m.State("TAKE_ORDER"):
                 # The maker's row and its level's total, read in the clock before (and held
-                # there while the fill waits for room in the event queue).
+                # there while the fill waits for room in the event queue). The maker is always
+                # its level's head: the taker consumes levels from the front.
                 maker_qty = oqty_r.data
-                qty = Mux(maker_qty < remaining, maker_qty, remaining)
-                m.d.comb += [o_raddr.eq(cur), l_raddr.eq(level_addr(opp_book, lvl_p))]
+                maker_next = next_r.data
+                # Both differences at once, each one carry chain straight from the read data
+                # (not a minimum and then a difference: two chains in series).
+                maker_left = Signal(33)  # maker_qty - remaining: what the maker keeps
+                taker_left = Signal(33)  # remaining - maker_qty: what the taker still wants
+                m.d.comb += [maker_left.eq(maker_qty - remaining), taker_left.eq(remaining - maker_qty)]
+                maker_done = ~taker_left[32]  # maker_qty <= remaining: the maker leaves the book
+                qty = Mux(maker_done, maker_qty, remaining)
+                # A filled maker is taken out of the book in this same clock (below), and its
+                # successor's row read, so that a level's orders fill one per clock. The total
+                # written in the clock before is not readable yet: it is kept in lvl_total.
+                level_total = Mux(lvl_fresh, lqty_r.data, lvl_total)
+                level = level_addr(opp_book, lvl_p)
+                advance = events.w_rdy & maker_done  # (harmless when no fill is emitted)
+                m.d.comb += [o_raddr.eq(Mux(advance, maker_next.slot, cur)), l_raddr.eq(level)]
                 m.d.sync += [mk_id.eq(info_r.data.id), mk_account.eq(info_r.data.account),
-                             mk_qty.eq(maker_qty), mk_next.eq(next_r.data)]
+                             mk_qty.eq(maker_qty), mk_next.eq(maker_next)]
                 with m.If((new.stp != StpMode.NONE) & (info_r.data.account == new.account)):
                     with m.If(new.stp == StpMode.CANCEL_TAKER):
                         m.next = "TAKER_SELF_TRADE"
@@ -562,25 +588,49 @@ class MatchingEngine(wiring.Component):
                                   f.taker.eq(new.id), f.maker_account.eq(info_r.data.account),
                                   f.taker_account.eq(new.account),
                                   f.price.eq(cur_lowest + rel(lvl_p)), f.qty.eq(qty),
-                                  f.maker_remaining.eq(maker_qty - qty),
-                                  f.taker_remaining.eq(remaining - qty), f.taker_side.eq(new.side)):
-                        m.d.sync += remaining.eq(remaining - qty)
-                        with m.If(maker_qty == qty):
-                            # REMOVE reads the maker's row in this clock (before any write
-                            # lands) and takes its whole quantity off the level's total.
-                            remove(cur, "TAKE_NEXT")
+                                  f.maker_remaining.eq(Mux(maker_done, 0, maker_left[:32])),
+                                  f.taker_remaining.eq(Mux(maker_done, taker_left[:32], 0)),
+                                  f.taker_side.eq(new.side)):
+                        m.d.sync += remaining.eq(Mux(maker_done, taker_left[:32], 0))
+                        with m.If(maker_done):
+                            # Remove the maker (what REMOVE does, knowing it is the head):
+                            # free its id and slot, take it off the total, and unlink it.
+                            m.d.comb += [id_w.addr.eq(info_r.data.id), id_w.data.eq(0), id_w.en.eq(1),
+                                         free_list.i_free.valid.eq(1),
+                                         free_list.i_free.payload.eq(cur),
+                                         lqty_w.addr.eq(level), lqty_w.data.eq(level_total - maker_qty),
+                                         lqty_w.en.eq(1),
+                                         head_w.addr.eq(level), head_w.data.eq(maker_next.slot),
+                                         head_w.en.eq(1)]
+                            m.d.sync += [resting.eq(resting - 1), lvl_fresh.eq(0),
+                                         lvl_total.eq(level_total - maker_qty)]
+                            with m.If(maker_next.valid):
+                                m.d.comb += [prev_w.addr.eq(maker_next.slot), prev_w.data.eq(0),
+                                             prev_w.en.eq(1)]
+                            with m.Else():  # the level is empty now
+                                m.d.comb += [tail_w.addr.eq(level), tail_w.data.eq(0), tail_w.en.eq(1),
+                                             occupancy.i_update.valid.eq(1),
+                                             occupancy.i_update.payload.book.eq(opp_book),
+                                             occupancy.i_update.payload.index.eq(lvl_p),
+                                             occupancy.i_update.payload.set.eq(0)]
+                                with m.If(best_p[opp_book] == lvl_p):
+                                    m.d.sync += best_stale[opp_book].eq(1)
+                            with m.If(maker_next.valid & (remaining != maker_qty)):
+                                m.d.sync += cur.eq(maker_next.slot)  # the next maker, now
+                            with m.Else():
+                                m.next = "TAKE_NEXT"  # the taker is filled, or the level empty
                         with m.Else():  # the maker rests on: the taker is filled
-                            m.d.comb += [oqty_w.addr.eq(cur), oqty_w.data.eq(maker_qty - qty),
+                            m.d.comb += [oqty_w.addr.eq(cur), oqty_w.data.eq(maker_left[:32]),
                                          oqty_w.en.eq(1),
-                                         lqty_w.addr.eq(level_addr(opp_book, lvl_p)),
-                                         lqty_w.data.eq(lqty_r.data - qty), lqty_w.en.eq(1)]
+                                         lqty_w.addr.eq(level), lqty_w.data.eq(level_total - remaining),
+                                         lqty_w.en.eq(1)]
                             finish()
             with m.State("TAKE_NEXT"):
                 with m.If(remaining == 0):
                     finish()
                 with m.Elif(mk_next.valid):
                     m.d.comb += [o_raddr.eq(mk_next.slot), l_raddr.eq(level_addr(opp_book, lvl_p))]
-                    m.d.sync += cur.eq(mk_next.slot)
+                    m.d.sync += [cur.eq(mk_next.slot), lvl_fresh.eq(1)]
                     m.next = "TAKE_ORDER"
                 with m.Else():
                     search(opp_book, opp_desc, "TAKE_LEVEL")
@@ -598,11 +648,11 @@ class MatchingEngine(wiring.Component):
 
             # ---- Cancel and modify ----
             with m.State("FIND"):
+                m.d.comb += o_raddr.eq(id_r.data.slot)  # not waiting for the valid bit
+                m.d.sync += cur.eq(id_r.data.slot)
                 with m.If(~id_r.data.valid):
                     reject(RejectReason.UNKNOWN_ID, cmd.body.cancel.id)
                 with m.Else():
-                    m.d.comb += o_raddr.eq(id_r.data.slot)
-                    m.d.sync += cur.eq(id_r.data.slot)
                     m.next = "FOUND"
             new_qty = cmd.body.modify.qty
             requeued = new_qty > mk_qty
