@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -19,13 +20,14 @@ from typing import IO, Any
 
 from ocee.hw.matching.config import MatchingConfig
 from ocee.hw.matching.model import MatchingModel
-from ocee.hw.protocol import Command
+from ocee.hw.protocol import COMMAND_CODEC, Command
 
 from .board_cli import add_board_parser
 from .flowgen import FlowParams, generate_commands, generate_flow
 from .hw_cli import add_hw_commands
 from .jsonl import CommandSyntaxError, command_to_json, format_event, read_commands
 from .link.errors import LinkError
+from .progress import Progress
 from .replay import (
     BACKENDS,
     RUN_BACKENDS,
@@ -305,6 +307,97 @@ def cmd_bench_rtl(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _FirstUpdateProgress:
+    """A :class:`Progress` line that starts at the first update, so that its rate leaves out
+    what comes before (the engine's init)."""
+
+    def __init__(self, total: int, label: str, enabled: bool) -> None:
+        self.total, self.label, self.enabled = total, label, enabled
+        self.bar: Progress | None = None
+
+    def update(self, done: int) -> None:
+        if self.bar is None:
+            self.bar = Progress(self.total, self.label, stream=sys.stderr, enabled=self.enabled)
+        self.bar.update(done)
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.finish()
+
+
+def cmd_bench_core(args: argparse.Namespace) -> int:
+    from ocee.hw.boards import BOARD_HASHING
+    from ocee.hw.engine_core_bench import (
+        CoreBenchFailed,
+        CoreHashing,
+        CoreThroughput,
+        expected_events,
+        measure_core,
+    )
+
+    config = _config(args)
+    params = _flow(args, config)
+    if args.commands < 1:
+        raise UsageError(f"--commands must be at least 1, not {args.commands}")
+    if any(mhz <= 0 for mhz in args.mhz):
+        raise UsageError(f"--mhz takes clock frequencies above 0, not {args.mhz}")
+    # Rings of K rounds per clock and C contexts, slice-serial cores of W slices per clock, each
+    # with a permutation for leaves and one for the tree and, with --shared, one for both; the
+    # boards' stage when asked or when no Keccak is named.
+    own = [CoreHashing(k, c, queue_depth=args.queue_depth)
+           for k in args.rounds_per_cycle or () for c in args.contexts]
+    own += [CoreHashing(slices_per_clock=w, queue_depth=args.queue_depth)
+            for w in args.slices_per_clock or ()]
+    stages: list[CoreHashing] = []
+    if args.boards or not own:
+        stages.append(CoreHashing.from_core_arguments(BOARD_HASHING))
+    for option in own:
+        stages += [option, dataclasses.replace(option, shared=True)] if args.shared else [option]
+    try:
+        for option in stages:
+            option.check()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    records = [COMMAND_CODEC.pack(c) for c in generate_flow(params)]
+    print(f"machine: {_machine()}", file=sys.stderr)
+    print(f"engine core ({config.markets} markets, {config.levels} levels, {config.orders} "
+          f"orders, {config.ids} ids) in Amaranth's simulator: {len(records):,} generated commands "
+          f"(seed {params.seed}, {params.markets} markets, a batch closed every "
+          f"{params.batch_every}) offered back to back, events always taken, every event and "
+          f"root checked against the model\n")
+    print("| hashing stage | permutations | queues | commands | events | clocks | "
+          "clocks per command | clocks per event | clocks the stage held the engine | "
+          + " | ".join(f"events/s at {mhz:g} MHz" for mhz in args.mhz) + " |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(args.mhz), flush=True)
+    started = time.perf_counter()
+    for stage in [None, *stages]:
+        expected = expected_events(records, config, hashed=stage is not None)
+        label = ("engine alone" if stage is None else
+                 f"{stage.keccak}{', shared' if stage.shared else ''}")
+        print(f"{'the matching engine alone' if stage is None else f'the engine core: {stage}'}: "
+              f"{len(expected):,} events after the engine's init", file=sys.stderr, flush=True)
+        bar = _FirstUpdateProgress(len(expected), label, enabled=not args.quiet)
+        try:
+            result: CoreThroughput = measure_core(records, config, stage, expected=expected,
+                                                  progress=bar.update)
+        except CoreBenchFailed as e:
+            print(f"ocee bench core: {e}", file=sys.stderr)
+            return EXIT_FAILURE
+        finally:
+            bar.finish()
+        if stage is None:
+            columns = ["the matching engine alone", "—", "—", "—"]
+        else:
+            columns = [stage.keccak, "one shared" if stage.shared else "two",
+                       str(stage.queue_depth), f"{result.held:,}"]
+        rates = " | ".join(f"{result.events_per_second(mhz * 1e6):,.0f}" for mhz in args.mhz)
+        print(f"| {' | '.join(columns[:3])} | {result.commands:,} | {result.events:,} | "
+              f"{result.clocks:,} | {result.clocks_per_command:.2f} | "
+              f"{result.clocks_per_event:.2f} | {columns[3]} | {rates} |", flush=True)
+    print(f"{1 + len(stages)} runs in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_vectors(args: argparse.Namespace) -> int:
     from .vectors import render_vectors  # builds a few thousand hashes: only when asked
 
@@ -419,7 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(run=cmd_demo)
 
-    bench = sub.add_parser("bench", help="measure throughput (reference model, hashing stage, engine RTL)",
+    bench = sub.add_parser("bench", help="measure throughput (reference model, hashing stage, engine "
+                                             "RTL, engine core)",
                            description="Benchmarks; each prints a Markdown table for docs/.")
     bench_sub = bench.add_subparsers(dest="bench_target", required=True, metavar="TARGET")
     p = bench_sub.add_parser("model", help="the reference model's commands/s",
@@ -465,6 +559,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="commands of each kind in the latency measurement (default 20)")
     _add_capacity(p)
     p.set_defaults(run=cmd_bench_rtl)
+
+    p = bench_sub.add_parser(
+        "core", help="the engine core's clocks per command and event (simulated)",
+        description="Run a generated flow's commands back to back through the engine core "
+                    "(matching engine + hashing stage) in Amaranth's simulator, take every event "
+                    "at once, check each (batch roots included) against the reference model, and "
+                    "count clocks: per command, per event, and those the hashing stage held the "
+                    "engine back. The matching engine alone runs the same flow first. With no "
+                    "Keccak option, the boards' hashing stage is measured (8 slices per clock, "
+                    "one shared permutation, queues of 2: about 400 clocks per event, about 4 "
+                    "minutes for the default flow, most of it simulating the slice-serial core).")
+    _add_flow(p, commands=200)
+    p.add_argument("--rounds-per-cycle", type=int, nargs="+", metavar="K",
+                   help="Keccak rings of K rounds per clock to measure")
+    p.add_argument("--contexts", type=int, nargs="+", default=[1], metavar="C",
+                   help="contexts (permutations in flight) of each ring (default 1)")
+    p.add_argument("--slices-per-clock", type=int, nargs="+", metavar="W",
+                   help="slice-serial Keccak cores of W slices per clock to measure (beside the "
+                        "rings, if any)")
+    p.add_argument("--shared", action="store_true",
+                   help="also measure each ring and core with one permutation shared by the leaf "
+                        "hasher and the accumulator")
+    p.add_argument("--queue-depth", type=int, default=8, metavar="N",
+                   help="the stage's queues with the rings and cores above (default 8)")
+    p.add_argument("--boards", action="store_true",
+                   help="also measure the boards' hashing stage (hw/boards.py; measured anyway "
+                        "when no ring or core is named)")
+    p.add_argument("--mhz", type=float, nargs="+", default=[30.0, 36.7], metavar="F",
+                   help="clocks to express events/s at (default 30, the boards', and 36.7, the "
+                        "matching engine's out-of-context Fmax)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    _add_capacity(p)
+    p.set_defaults(run=cmd_bench_core)
 
     p = sub.add_parser("vectors", help="write (or check) the shared test vectors",
                        description="Generate the commands -> events -> leaves -> roots test "

@@ -36,7 +36,7 @@ the PLL cannot make exactly is refused with the nearest ones it can.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -49,8 +49,8 @@ from amaranth.lib.wiring import In, Out
 from .link.uart import UART, uart_divisor
 
 __all__ = [
-    "BOARDS", "DEFAULT_BAUD", "DESIGNS", "Board", "BoardTop", "DesignUnavailable", "Loopback",
-    "PulseStretcher", "design_factory", "ecp5_pll", "get_board", "ice40_pll",
+    "BOARDS", "BOARD_HASHING", "DEFAULT_BAUD", "DESIGNS", "Board", "BoardTop", "DesignUnavailable",
+    "Loopback", "PulseStretcher", "design_factory", "ecp5_pll", "get_board", "ice40_pll",
 ]
 
 #: The host link's line rate (docs/link.md).
@@ -108,6 +108,17 @@ def _loopback(clk_freq: int) -> wiring.Component:
     return Loopback()
 
 
+#: The hashing stage the boards build (keyword arguments of ``Appliance`` and ``EngineCore``).
+#: One slice-serial Keccak permutation (8 slices per clock, 201 clocks per permutation) shared by
+#: leaves and tree: the full-round ring's XOR cones are what kept the appliance from routing on
+#: the 85F (docs/benchmarks.md). It hashes an event per 400.59 clocks (`ocee bench hashing
+#: --slices-per-clock 8 --shared --queue-depth 2`), 74,900 events/s at 30 MHz, seven times the
+#: 10,900 a 3 Mbaud link carries; the queues hold two (the link is the bound). `ocee bench core`
+#: measures it behind the matching engine (docs/hw-hashing.md).
+BOARD_HASHING: Mapping[str, Any] = {"rounds_per_cycle": 1, "hash_shared_permutation": True,
+                                    "hash_slices_per_clock": 8, "hash_queue_depth": 2}
+
+
 def _appliance(clk_freq: int) -> wiring.Component:
     try:
         from .appliance import Appliance
@@ -115,15 +126,8 @@ def _appliance(clk_freq: int) -> wiring.Component:
         raise DesignUnavailable(f"the appliance design (ocee.hw.appliance) cannot be imported "
                                 f"({e}); build --design loopback meanwhile") from None
     from .matching.config import MatchingConfig
-    # One slice-serial Keccak permutation (8 slices per clock, 201 clocks per permutation)
-    # shared by leaves and tree: the full-round ring's XOR cones are what kept the appliance
-    # from routing on the 85F (docs/benchmarks.md). It hashes an event per 400.59 clocks
-    # (`ocee bench hashing --slices-per-clock 8 --shared --queue-depth 2`), 74,900 events/s at
-    # 30 MHz, seven times the 10,900 a 3 Mbaud link carries. The queues hold two (the link is
-    # the bound), and the retransmission timeout is the host's default, 50 ms.
-    return Appliance(MatchingConfig(), rounds_per_cycle=1, hash_shared_permutation=True,
-                     hash_slices_per_clock=8,
-                     hash_queue_depth=2, rto_cycles=clk_freq // 20)
+    # The retransmission timeout is the host's default, 50 ms.
+    return Appliance(MatchingConfig(), **BOARD_HASHING, rto_cycles=clk_freq // 20)
 
 
 #: The designs a board top level can hold: each is built from the design clock's frequency, and

@@ -15,8 +15,9 @@ import pytest
 from ocee.host.cli import main
 from ocee.host.flowgen import FlowParams, generate_flow
 from ocee.host.jsonl import command_to_json, event_to_json
+from ocee.hw.matching.config import MatchingConfig
 from ocee.hw.matching.model import MatchingModel
-from ocee.hw.protocol import BatchClosed
+from ocee.hw.protocol import EVENT_CODEC, BatchClosed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -182,6 +183,83 @@ def test_bench_hashing_measures_the_slice_serial_core(capsys: pytest.CaptureFixt
     assert (keccak, own, shared) == ("32 slices/clock", "two", "one shared")
     # A permutation per event each in line, two per event on one shared core.
     assert 51 < float(per_event) < 1.2 * 51 < 1.6 * 51 < float(per_event_shared) < 2.4 * 51
+
+
+#: A device small enough that the engine's init (one clock per id) takes a second in pysim.
+TINY_CORE = ["--markets", "2", "--levels", "64", "--orders", "512", "--ids", "1024",
+             "--flow-markets", "1", "--batch-every", "10"]
+
+
+def test_bench_core_counts_the_compositions_clocks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "core", "--commands", "40", *TINY_CORE, "--rounds-per-cycle", "3",
+                 "--mhz", "30", "-q"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()[-2:]
+    (alone, core) = ([c.strip().replace(",", "") for c in row.strip("|").split("|")] for row in rows)
+    config = MatchingConfig(markets=2, levels=64, orders=512, ids=1024)
+    model = MatchingModel(config)
+    events = [e for c in generate_flow(FlowParams(commands=40, seed=1, markets=1, batch_every=10,
+                                                  config=config)) for e in model.execute(c)]
+    batches = sum(isinstance(e, BatchClosed) for e in events)
+    assert batches >= 4
+    assert alone[0] == "the matching engine alone" and alone[8] == "—"
+    assert core[:3] == ["3 round(s)/clock x 1 context(s)", "two", "8"]
+    for row in (alone, core):
+        commands, count, clocks, per_command, per_event, per_second = (
+            int(row[3]), int(row[4]), int(row[5]), float(row[6]), float(row[7]), float(row[9]))
+        assert (commands, count) == (40, len(events))
+        assert per_command == pytest.approx(clocks / commands, abs=0.01)
+        assert per_event == pytest.approx(clocks / count, abs=0.01)
+        assert per_second == pytest.approx(30e6 * count / clocks, rel=1e-3)
+    # Every event is a leaf hashed in the one leaf ring, 8 clocks each at 3 rounds per clock,
+    # so the core cannot beat that; the engine alone is faster and the stage held it back.
+    clocks_alone, clocks_core, held = int(alone[5]), int(core[5]), int(core[8])
+    assert 8 * len(events) <= clocks_core and clocks_alone < clocks_core
+    assert 0 < held < clocks_core and clocks_core - held <= 2 * clocks_alone
+
+
+def test_bench_core_fails_on_a_wrong_root(monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+
+    from ocee.hw import engine_core_bench
+
+    expected_events = engine_core_bench.expected_events
+
+    def one_root_wrong(records: list[bytes], config: MatchingConfig,
+                       hashed: bool) -> list[engine_core_bench.ExpectedEvent]:
+        """The model's events, with one bit of the first batch root flipped (the core's only)."""
+        events = expected_events(records, config, hashed)
+        at = next(i for i, e in enumerate(events) if isinstance(e.event, BatchClosed))
+        if hashed:
+            root = events[at].event.root
+            event = dataclasses.replace(events[at].event, root=bytes([root[0] ^ 1]) + root[1:])
+            events[at] = engine_core_bench.ExpectedEvent(
+                events[at].command, event, int.from_bytes(EVENT_CODEC.pack(event), "little"))
+        return events
+
+    monkeypatch.setattr(engine_core_bench, "expected_events", one_root_wrong)
+    assert main(["bench", "core", "--commands", "12", *TINY_CORE, "--rounds-per-cycle", "3",
+                 "-q"]) == 1
+    captured = capsys.readouterr()
+    assert "| the matching engine alone |" in captured.out  # it ran, and agreed with the model
+    assert "ocee bench core: the engine core (3 round(s)/clock x 1 context(s), a permutation " \
+           "each, queues of 8): event " in captured.err
+    assert "differs from the model's" in captured.err and "BatchClosed" in captured.err
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--rounds-per-cycle", "5"], "rounds_per_cycle must be one of (1, 2, 3, 4, 6, 8, 12, 24)"),
+    (["--rounds-per-cycle", "2", "--contexts", "5"], "contexts must divide the 12 steps"),
+    (["--slices-per-clock", "3"], "slices_per_clock must be one of"),
+    (["--slices-per-clock", "8", "--queue-depth", "1"], "queue_depth must be at least 2, not 1"),
+    (["--commands", "0"], "--commands must be at least 1, not 0"),
+    (["--mhz", "0"], "--mhz takes clock frequencies above 0"),
+])
+def test_bench_core_refuses_bad_arguments_before_running(
+        arguments: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "core", *TINY_CORE, *arguments]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ocee bench: ") and message in err
 
 
 @pytest.mark.filterwarnings("ignore:.*created but never used")  # the block that failed validation

@@ -19,10 +19,24 @@ from amaranth.lib.wiring import In, Out
 
 from ..protocol import EVENT, EventKind
 from .accumulator import ACCUMULATOR_INPUT, BatchAccumulator
+from .keccak256 import check_ring
+from .keccak_slices import check_slices_per_clock
 from .leaf_hasher import LeafHasher
 from .shared_permutation import SharedPermutation
 
-__all__ = ["BatchHasher"]
+__all__ = ["BatchHasher", "check_batch_hasher"]
+
+
+def check_batch_hasher(rounds_per_cycle: int = 1, queue_depth: int = 8, contexts: int = 1, *,
+                       slices_per_clock: int | None = None) -> None:
+    """Raise ValueError unless the arguments make a :class:`BatchHasher` (checked where a
+    design is configured, before any of its blocks is built)."""
+    if queue_depth < 2:
+        raise ValueError(f"queue_depth must be at least 2, not {queue_depth}")
+    if slices_per_clock is None:
+        check_ring(rounds_per_cycle, contexts)
+    else:
+        check_slices_per_clock(slices_per_clock, contexts)
 
 
 class BatchHasher(wiring.Component):
@@ -48,8 +62,8 @@ class BatchHasher(wiring.Component):
 
     def __init__(self, rounds_per_cycle: int = 1, queue_depth: int = 8, contexts: int = 1, *,
                  shared_permutation: bool = False, slices_per_clock: int | None = None) -> None:
-        if queue_depth < 2:
-            raise ValueError(f"queue_depth must be at least 2, not {queue_depth}")
+        check_batch_hasher(rounds_per_cycle, queue_depth, contexts,
+                           slices_per_clock=slices_per_clock)
         self.queue_depth = queue_depth
         own = not shared_permutation
         self.permutation = (None if own else

@@ -17,10 +17,24 @@ from amaranth.lib.wiring import In, Out
 
 from .keccak import RATE_BYTES, RHO_OFFSETS, ROUND_CONSTANTS
 
-__all__ = ["BLOCK", "ROUNDS_PER_CYCLE_CHOICES", "Keccak256", "KeccakF1600", "keccak_round",
-           "padded_state"]
+__all__ = ["BLOCK", "ROUNDS_PER_CYCLE_CHOICES", "Keccak256", "KeccakF1600", "check_ring",
+           "keccak_round", "padded_state"]
 
 ROUNDS_PER_CYCLE_CHOICES = (1, 2, 3, 4, 6, 8, 12, 24)
+
+
+def check_ring(rounds_per_cycle: int, contexts: int = 1) -> None:
+    """Raise ValueError unless ``rounds_per_cycle`` and ``contexts`` make a
+    :class:`KeccakF1600` ring (checked where a design is configured, long before it is
+    elaborated)."""
+    if rounds_per_cycle not in ROUNDS_PER_CYCLE_CHOICES:
+        raise ValueError(f"rounds_per_cycle must be one of {ROUNDS_PER_CYCLE_CHOICES} (a "
+                         f"divisor of 24), not {rounds_per_cycle!r}")
+    steps = 24 // rounds_per_cycle
+    if not isinstance(contexts, int) or contexts < 1 or steps % contexts:
+        choices = [c for c in range(1, steps + 1) if steps % c == 0]
+        raise ValueError(f"contexts must divide the {steps} steps of {rounds_per_cycle} "
+                         f"round(s) each, one of {choices}, not {contexts!r}")
 
 #: One message block: ``data`` holds ``length`` valid bytes (byte k at bits 8k..8k+7); every block
 #: but the ``last`` is full (``length`` = 136). A message of 136*n bytes ends with a full last
@@ -81,17 +95,10 @@ class KeccakF1600(wiring.Component):
     """
 
     def __init__(self, rounds_per_cycle: int = 1, contexts: int = 1) -> None:
-        if rounds_per_cycle not in ROUNDS_PER_CYCLE_CHOICES:
-            raise ValueError(f"rounds_per_cycle must be one of {ROUNDS_PER_CYCLE_CHOICES} (a "
-                             f"divisor of 24), not {rounds_per_cycle!r}")
-        steps = 24 // rounds_per_cycle
-        if not isinstance(contexts, int) or contexts < 1 or steps % contexts:
-            choices = [c for c in range(1, steps + 1) if steps % c == 0]
-            raise ValueError(f"contexts must divide the {steps} steps of {rounds_per_cycle} "
-                             f"round(s) each, one of {choices}, not {contexts!r}")
+        check_ring(rounds_per_cycle, contexts)
         self.rounds_per_cycle = rounds_per_cycle
         self.contexts = contexts
-        self.cycles = steps
+        self.cycles = 24 // rounds_per_cycle
         super().__init__({
             "i": In(stream.Signature(1600)),
             "o": Out(stream.Signature(1600)),
