@@ -333,6 +333,24 @@ class MatchingEngine(wiring.Component):
 
         s_natural = ~s_next & (s_desc == ~s_book[0])  # the search for the book's best level
 
+        # The next level, searched for ahead: when a taker enters a level (always its book's
+        # best), the bitmap is asked at once for the level after it, so that the answer is
+        # there when the level is exhausted instead of a search's ten clocks later. The two
+        # queries of SEARCH (the next level, then the whole book for the wrap) go out back to
+        # back; the bitmap answers in order, 8 clocks later. While a taker fills, the only
+        # change to that book's bitmap is its current level being cleared, which neither
+        # answer depends on (the first looks strictly past it, and the second's answer is
+        # kept only beyond the wrap, where the current level is not).
+        pf_armed = Signal()  # the answers will be for the level being taken now
+        pf_second = Signal()  # the second query goes out in this clock
+        pf_wait = Signal(range(3))  # answers still to come
+        pf_got = Signal()  # the first answer is in
+        pf_first_issue = Signal()  # the first query goes out in this clock
+        pf_first_found, pf_second_found = Signal(), Signal()
+        pf_first_q, pf_second_q = Signal(log2_l), Signal(log2_l)
+        pf_done = pf_armed & (pf_wait == 0)
+        main_result = occupancy.o_result.valid & (pf_wait == 0)  # SEARCH's, not a prefetch's
+
         def better(book: Any, p: Any, than: Any) -> Any:  # in the book's own priority order
             return Mux(book[0] == Side.BUY.value, rel(p) > rel(than), rel(p) < rel(than))
 
@@ -393,6 +411,7 @@ class MatchingEngine(wiring.Component):
 
             market_ok = market < cfg.markets
             with m.State("DECODE"):
+                m.d.sync += pf_armed.eq(0)
                 with m.Switch(op):
                     with m.Case(Opcode.NEW_ORDER):
                         malformed = (~market_ok | (new.id >= cfg.ids) | (new.qty == 0)
@@ -553,7 +572,15 @@ class MatchingEngine(wiring.Component):
                     m.next = "TAKE_HEAD"
             with m.State("TAKE_HEAD"):
                 m.d.comb += [o_raddr.eq(head_r.data), l_raddr.eq(level_addr(opp_book, lvl_p))]
-                m.d.sync += [cur.eq(head_r.data), lvl_fresh.eq(1)]
+                m.d.sync += [cur.eq(head_r.data), lvl_fresh.eq(1), pf_armed.eq(0)]
+                # Search ahead, unless answers of an older search are still on their way.
+                with m.If(pf_wait == 0):
+                    m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(opp_book),
+                                 query.index.eq(lvl_p),
+                                 query.mode.eq(Mux(opp_desc, QueryMode.NEXT_BELOW,
+                                                   QueryMode.NEXT_ABOVE))]
+                    m.d.comb += pf_first_issue.eq(1)
+                    m.d.sync += [pf_armed.eq(1), pf_second.eq(1), pf_got.eq(0)]
                 m.next = "TAKE_ORDER"
             with m.State("TAKE_ORDER"):
                 # The maker's row and its level's total, read in the clock before (and held
@@ -632,6 +659,20 @@ class MatchingEngine(wiring.Component):
                     m.d.comb += [o_raddr.eq(mk_next.slot), l_raddr.eq(level_addr(opp_book, lvl_p))]
                     m.d.sync += [cur.eq(mk_next.slot), lvl_fresh.eq(1)]
                     m.next = "TAKE_ORDER"
+                with m.Elif(pf_armed):  # the level is exhausted: the next one, searched ahead
+                    with m.If(pf_done):
+                        # SEARCH's two answers for "next worse than lvl_p", combined.
+                        wrapped = Mux(opp_desc, lvl_p < base, lvl_p >= base)
+                        beyond_wrap_1 = Mux(opp_desc, pf_first_q >= base, pf_first_q < base)
+                        beyond_wrap_2 = Mux(opp_desc, pf_second_q >= base, pf_second_q < base)
+                        found = Mux(pf_first_found, wrapped | beyond_wrap_1,
+                                    wrapped & pf_second_found & beyond_wrap_2)
+                        q = Mux(pf_first_found, pf_first_q, pf_second_q)
+                        # The exhausted level was the best: the answer is the new best.
+                        m.d.sync += [s_found.eq(found), s_q.eq(q), pf_armed.eq(0),
+                                     best_valid[opp_book].eq(found), best_p[opp_book].eq(q),
+                                     best_stale[opp_book].eq(0)]
+                        m.next = "TAKE_LEVEL"
                 with m.Else():
                     search(opp_book, opp_desc, "TAKE_LEVEL")
             with m.State("MAKER_SELF_TRADE"):
@@ -658,7 +699,10 @@ class MatchingEngine(wiring.Component):
             requeued = new_qty > mk_qty
             with m.State("FOUND"):
                 info = info_r.data
-                m.d.comb += o_raddr.eq(cur)  # the data holds while an event waits
+                # The order's level, read whatever is decided (only a modify uses it): the
+                # address then does not wait for the decision.
+                m.d.comb += [o_raddr.eq(cur),  # the data holds while an event waits
+                             l_raddr.eq(level_addr(Cat(info.side, info.market), info.level))]
                 m.d.sync += [mk_id.eq(info.id), mk_qty.eq(oqty_r.data), mk_next.eq(next_r.data),
                              lvl_book.eq(Cat(info.side, info.market)), lvl_p.eq(info.level)]
                 with m.If(info.market != market):
@@ -667,8 +711,7 @@ class MatchingEngine(wiring.Component):
                     with canceled(info.id, oqty_r.data, CancelReason.USER):
                         remove(cur, "IDLE")
                 with m.Else():  # modify: the quantity now, the level's total next
-                    m.d.comb += [l_raddr.eq(level_addr(Cat(info.side, info.market), info.level)),
-                                 oqty_w.addr.eq(cur), oqty_w.data.eq(new_qty), oqty_w.en.eq(1)]
+                    m.d.comb += [oqty_w.addr.eq(cur), oqty_w.data.eq(new_qty), oqty_w.en.eq(1)]
                     m.next = "MODIFY_TOTAL"
             with m.State("MODIFY_TOTAL"):
                 m.d.comb += [l_raddr.eq(level_addr(lvl_book, lvl_p)),  # held while an event waits
@@ -922,7 +965,7 @@ class MatchingEngine(wiring.Component):
                 with m.If(occupancy.i_query.ready):
                     m.next = "SEARCH_FIRST"
             with m.State("SEARCH_FIRST"):
-                with m.If(occupancy.o_result.valid):
+                with m.If(main_result):
                     q = result.index
                     m.d.sync += s_q.eq(q)
                     wrapped = Mux(s_desc, s_p < base, s_p >= base)  # s_p where a 2nd query helps
@@ -946,7 +989,7 @@ class MatchingEngine(wiring.Component):
                 with m.If(occupancy.i_query.ready):
                     m.next = "SEARCH_SECOND"
             with m.State("SEARCH_SECOND"):
-                with m.If(occupancy.o_result.valid):
+                with m.If(main_result):
                     q = result.index
                     m.d.sync += [s_q.eq(q), s_found.eq(result.found & (
                         ~s_next | Mux(s_desc, q >= base, q < base)))]
@@ -954,5 +997,23 @@ class MatchingEngine(wiring.Component):
                         m.d.sync += [best_valid[s_book].eq(result.found), best_p[s_book].eq(q),
                                      best_stale[s_book].eq(0)]
                     ret("SEARCH")
+
+        # The search ahead's second query (the whole book, for the wrap), in the clock after
+        # the first: the state machine is in TAKE_ORDER then, which never queries.
+        with m.If(pf_second):
+            m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(opp_book),
+                         query.mode.eq(Mux(opp_desc, QueryMode.BEST_HIGH, QueryMode.BEST_LOW))]
+            m.d.sync += pf_second.eq(0)
+        issued = Signal(range(3))
+        m.d.comb += issued.eq(Mux(pf_second, 1, 0) + Mux(pf_first_issue, 1, 0))
+        with m.If(occupancy.o_result.valid & (pf_wait != 0)):
+            m.d.sync += pf_got.eq(1)
+            with m.If(~pf_got):
+                m.d.sync += [pf_first_found.eq(result.found), pf_first_q.eq(result.index)]
+            with m.Else():
+                m.d.sync += [pf_second_found.eq(result.found), pf_second_q.eq(result.index)]
+            m.d.sync += pf_wait.eq(pf_wait + issued - 1)
+        with m.Else():
+            m.d.sync += pf_wait.eq(pf_wait + issued)
 
         return m
