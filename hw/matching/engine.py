@@ -600,8 +600,11 @@ class MatchingEngine(wiring.Component):
                 # written in the clock before is not readable yet: it is kept in lvl_total.
                 level_total = Mux(lvl_fresh, lqty_r.data, lvl_total)
                 level = level_addr(opp_book, lvl_p)
-                advance = events.w_rdy & maker_done  # (harmless when no fill is emitted)
-                m.d.comb += [o_raddr.eq(Mux(advance, maker_next.slot, cur)), l_raddr.eq(level)]
+                # The successor's row whenever the fill can go out, not only when the maker is
+                # filled: a partial fill ends the command and a self-trade reads its own rows,
+                # so the read address does not wait for the quantity compare (it did: the
+                # appliance's critical path).
+                m.d.comb += [o_raddr.eq(Mux(events.w_rdy, maker_next.slot, cur)), l_raddr.eq(level)]
                 m.d.sync += [mk_id.eq(info_r.data.id), mk_account.eq(info_r.data.account),
                              mk_qty.eq(maker_qty), mk_next.eq(maker_next)]
                 with m.If((new.stp != StpMode.NONE) & (info_r.data.account == new.account)):
