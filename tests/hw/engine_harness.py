@@ -31,12 +31,14 @@ def decode_command(raw: bytes) -> Any:
 
 
 def run_engine(config: MatchingConfig, records: Sequence[bytes | Command], *, idle: float = 0.0,
-               ready: float = 1.0, seed: int = 0, dut: Any = None) -> int:
+               ready: float = 1.0, seed: int = 0, dut: Any = None,
+               taken_at: list[int] | None = None) -> int:
     """Execute ``records`` (raw command records, or commands) on the engine and on the model;
     assert the two event streams are equal, bit for bit. Returns the number of events.
 
     ``dut``: another component with the engine's ports (the engine core, whose batch roots are
-    then compared with the full model's)."""
+    then compared with the full model's). ``taken_at``: filled with the clock (counted from
+    reset) at which each event was taken."""
     raws = [r if isinstance(r, bytes) else COMMAND_CODEC.pack(r) for r in records]
     model = MatchingModel(config, hash_events=dut is not None)
     expected: list[tuple[int, Any]] = []  # (command index, event)
@@ -56,7 +58,9 @@ def run_engine(config: MatchingConfig, records: Sequence[bytes | Command], *, id
 
     async def consumer(ctx: Any) -> None:
         source = dut.o_event.payload.as_value()
+        clock = 0
         while len(got) < len(expected):
+            clock += 1
             taking = rng.random() < ready
             ctx.set(dut.o_event.ready, taking)
             _, _, valid, payload, first = await ctx.tick().sample(dut.o_event.valid, source,
@@ -64,6 +68,8 @@ def run_engine(config: MatchingConfig, records: Sequence[bytes | Command], *, id
             if taking and valid:
                 got.append(payload)
                 firsts.append(first)
+                if taken_at is not None:
+                    taken_at.append(clock)
         ctx.set(dut.o_event.ready, 1)
         for _ in range(40):  # nothing more may come out
             _, _, valid = await ctx.tick().sample(dut.o_event.valid)

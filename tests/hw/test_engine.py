@@ -11,6 +11,7 @@ flows run under Verilator (tests/sim).
 from __future__ import annotations
 
 import inspect
+import itertools
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -173,6 +174,25 @@ def test_edge_mix(seed: int) -> None:
 def test_generated_flow(seed: int) -> None:
     flow = list(generate_flow(FlowParams(commands=1500, seed=seed, markets=2, depth=12, config=SMALL)))
     run_engine(SMALL, flow, idle=0.25, ready=0.7, seed=seed)
+
+
+def test_a_taker_fills_a_level_one_maker_per_clock() -> None:
+    """The take loop: a filled maker leaves the book in the clock of its fill while its
+    successor's row is read, so a level's fills come out one per clock; the next level was
+    searched for when the taker entered this one, so changing level costs no bitmap query."""
+    sell = dict(market=0, account=1, qty=1, side=Side.SELL)
+    commands: list[Command] = [NewOrder(id=i, price=20, **sell) for i in range(6)]
+    commands += [NewOrder(id=10 + i, price=22, **sell) for i in range(3)]
+    commands.append(NewOrder(market=0, id=50, account=2, price=30, qty=9, side=Side.BUY))
+    taken_at: list[int] = []
+    run_engine(SMALL, commands, taken_at=taken_at)
+    fills = taken_at[-9:]  # the taker's last nine events: its fills, in price-time order
+    gaps = [b - a for a, b in itertools.pairwise(fills)]
+    assert gaps[:5] == [1] * 5 and gaps[6:] == [1] * 2, gaps
+    # Entering the second level: its answer came 10 clocks after the first level was entered,
+    # 6 fills ago, then 3 clocks read its head and first maker. A search at that point would
+    # take 10 more (a bitmap query) on top.
+    assert gaps[5] <= 8, gaps
 
 
 def test_engine_needs_two_slots() -> None:
