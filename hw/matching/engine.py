@@ -21,11 +21,12 @@ price ``lowest + r`` has address ``(base + r) mod levels`` with ``base = lowest 
 :meth:`_search` turns "best" and "next worse" into one or two bitmap queries.
 
 Control is one finite-state machine that executes a command to its end before taking the next,
-the model's algorithm step by step; memories have one clock of read latency, and a sequence of
-states never reads a row in the clock that writes it. Subroutines (search, link, unlink,
-remove) return through a register that names the caller's next state. This is the correct,
-scalable baseline; ``docs/hw-matching.md`` gives its cycle counts and what the pipelined
-successor changes.
+the model's algorithm step by step; memories have one clock of read latency, and a read sees
+the writes of the clocks before its own (not one in its own clock: the take loop, which fills a
+level's makers one per clock, keeps what it would read stale in registers). Subroutines (search,
+link, unlink, remove) return through a register that names the caller's next state. This is the
+correct, scalable baseline; ``docs/hw-matching.md`` gives its cycle counts and what the
+pipelined successor changes.
 """
 
 from __future__ import annotations
