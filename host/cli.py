@@ -80,6 +80,26 @@ def _flow(args: argparse.Namespace, config: MatchingConfig) -> FlowParams:
         raise UsageError(str(e)) from None
 
 
+def _add_hashing_stages(parser: argparse.ArgumentParser, rounds_default: list[int] | None,
+                        slices_help: str) -> None:
+    """The hashing stages a benchmark measures: Keccak rings (K rounds per clock, C contexts)
+    and slice-serial cores (W slices per clock), with a permutation each or one shared, and
+    the stage's queue depth."""
+    default = "" if rounds_default is None else f" (default {' '.join(map(str, rounds_default))})"
+    parser.add_argument("--rounds-per-cycle", type=int, nargs="+", default=rounds_default,
+                        metavar="K", help=f"Keccak rings of K rounds per clock to measure{default}")
+    parser.add_argument("--contexts", type=int, nargs="+", default=[1], metavar="C",
+                        help="contexts (permutations in flight) of each ring (default 1)")
+    parser.add_argument("--slices-per-clock", type=int, nargs="+", metavar="W",
+                        help=f"slice-serial Keccak cores of W slices per clock to measure, "
+                             f"{slices_help}")
+    parser.add_argument("--shared", action="store_true",
+                        help="also measure each ring and core with one permutation shared by the "
+                             "leaf hasher and the accumulator (the boards' choice)")
+    parser.add_argument("--queue-depth", type=int, default=8, metavar="N",
+                        help="the stage's queues (default 8; the boards build 2)")
+
+
 def _add_flow(parser: argparse.ArgumentParser, commands: int) -> None:
     group = parser.add_argument_group("generated flow")
     group.add_argument("--commands", type=int, default=commands, metavar="N",
@@ -528,19 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Run a generated flow's events through the hashing "
                                          "gateware in Amaranth's simulator and count clocks.")
     _add_flow(p, commands=300)
-    p.add_argument("--rounds-per-cycle", type=int, nargs="+", default=[1, 2, 3], metavar="K",
-                   help="Keccak unroll options to measure (default 1 2 3)")
-    p.add_argument("--contexts", type=int, nargs="+", default=[1], metavar="C",
-                   help="Keccak contexts (permutations in flight) to measure with each K "
-                        "(default 1)")
-    p.add_argument("--slices-per-clock", type=int, nargs="+", metavar="W",
-                   help="measure the slice-serial Keccak at these slices per clock instead of "
-                        "rings (the boards build 8)")
-    p.add_argument("--shared", action="store_true",
-                   help="also measure each option with one permutation shared by the leaf "
-                        "hasher and the accumulator (the boards' choice)")
-    p.add_argument("--queue-depth", type=int, default=8, metavar="N",
-                   help="the stage's queues (default 8; the boards build 2)")
+    _add_hashing_stages(p, rounds_default=[1, 2, 3],
+                        slices_help="instead of rings (the boards build 8)")
     _add_capacity(p)
     p.set_defaults(run=cmd_bench_hashing)
     p = bench_sub.add_parser("rtl", help="the engine RTL's clocks per command and fill, and latency",
@@ -571,18 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "one shared permutation, queues of 2: about 400 clocks per event, about 4 "
                     "minutes for the default flow, most of it simulating the slice-serial core).")
     _add_flow(p, commands=200)
-    p.add_argument("--rounds-per-cycle", type=int, nargs="+", metavar="K",
-                   help="Keccak rings of K rounds per clock to measure")
-    p.add_argument("--contexts", type=int, nargs="+", default=[1], metavar="C",
-                   help="contexts (permutations in flight) of each ring (default 1)")
-    p.add_argument("--slices-per-clock", type=int, nargs="+", metavar="W",
-                   help="slice-serial Keccak cores of W slices per clock to measure (beside the "
-                        "rings, if any)")
-    p.add_argument("--shared", action="store_true",
-                   help="also measure each ring and core with one permutation shared by the leaf "
-                        "hasher and the accumulator")
-    p.add_argument("--queue-depth", type=int, default=8, metavar="N",
-                   help="the stage's queues with the rings and cores above (default 8)")
+    _add_hashing_stages(p, rounds_default=None, slices_help="beside the rings, if any")
     p.add_argument("--boards", action="store_true",
                    help="also measure the boards' hashing stage (hw/boards.py; measured anyway "
                         "when no ring or core is named)")
