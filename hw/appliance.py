@@ -27,7 +27,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .engine_core import EngineCore
-from .hashing.keccak_slices import check_slices_per_clock
+from .hashing.batch_hasher import check_batch_hasher
 from .link.command_fifo import CommandFifo
 from .link.controller import LinkController
 from .link.ends import CommandEnds
@@ -176,7 +176,10 @@ class Appliance(wiring.Component):
                  version: int = PROTOCOL_VERSION) -> None:
         if fifo_bytes >= 1 << 15 or fifo_bytes & (fifo_bytes - 1):
             raise ValueError(f"fifo_bytes must be a power of two below 32768, not {fifo_bytes}")
-        check_slices_per_clock(hash_slices_per_clock, hash_contexts)
+        # The whole hashing stage checked here, where it is configured (a sim:// URL), not when
+        # it is elaborated.
+        check_batch_hasher(rounds_per_cycle, hash_queue_depth, hash_contexts,
+                           slices_per_clock=hash_slices_per_clock)
         self.config = config or MatchingConfig()
         self.rounds_per_cycle = rounds_per_cycle
         self.hash_contexts = hash_contexts

@@ -248,6 +248,7 @@ def test_url_of_a_board_not_started() -> None:
     ("sim://?levels=1000", "levels must be a power of two"),
     ("sim://?shared=2", "shared must be 0 or 1, not 2"),
     ("sim://?shared=1&slices=3", r"slices_per_clock must be one of .* not 3"),
+    ("sim://?rounds=5", r"rounds_per_cycle must be one of .* not 5"),
 ])
 def test_bad_sim_urls(url: str, message: str) -> None:
     with pytest.raises(TransportError, match=message):
