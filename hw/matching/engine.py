@@ -411,8 +411,18 @@ class MatchingEngine(wiring.Component):
                 m.next = "REJECT"
 
             market_ok = market < cfg.markets
+            # A limit GTC order that cannot cross, known from the opposite book's cached best
+            # level, rests in the clock it is accepted (NEW_CHECK) instead of searching first:
+            # decided here from registers, so NEW_CHECK's block-RAM-fed decision grows by one
+            # AND. Nothing changes the best-level cache between DECODE and NEW_CHECK.
+            rests_now = Signal()
+            opp_best_crosses = Mux(side == Side.BUY.value, rel(best_p[opp_book]) <= index,
+                                   rel(best_p[opp_book]) >= index)
             with m.State("DECODE"):
-                m.d.sync += pf_armed.eq(0)
+                m.d.sync += [pf_armed.eq(0),
+                             rests_now.eq(~is_market & (new.tif == TimeInForce.GTC)
+                                          & ~best_stale[opp_book]
+                                          & (~best_valid[opp_book] | ~opp_best_crosses))]
                 with m.Switch(op):
                     with m.Case(Opcode.NEW_ORDER):
                         malformed = (~market_ok | (new.id >= cfg.ids) | (new.qty == 0)
@@ -497,7 +507,9 @@ class MatchingEngine(wiring.Component):
                               a.qty.eq(new.qty), a.side.eq(new.side), a.type.eq(new.type),
                               a.tif.eq(new.tif), a.post_only.eq(new.post_only), a.stp.eq(new.stp)):
                     m.d.sync += need.eq(new.qty - 1)
-                    with m.If(new.post_only):
+                    with m.If(rests_now):  # a post-only order too: it does not cross
+                        rest()
+                    with m.Elif(new.post_only):
                         search(opp_book, opp_desc, "POST_ONLY_CHECK")
                     with m.Elif(new.tif == TimeInForce.FOK):
                         search(opp_book, opp_desc, "FOK_LEVEL")
@@ -676,7 +688,14 @@ class MatchingEngine(wiring.Component):
                         m.d.sync += [s_found.eq(found), s_q.eq(q), pf_armed.eq(0),
                                      best_valid[opp_book].eq(found), best_p[opp_book].eq(q),
                                      best_stale[opp_book].eq(0)]
-                        m.next = "TAKE_LEVEL"
+                        # TAKE_LEVEL's work when the taker goes on into that level: the
+                        # level's row read at once (whatever is decided), a clock saved.
+                        m.d.comb += l_raddr.eq(level_addr(opp_book, q))
+                        with m.If(found & crosses(q)):
+                            m.d.sync += lvl_p.eq(q)
+                            m.next = "TAKE_HEAD"
+                        with m.Else():
+                            m.next = "TAKE_LEVEL"
                 with m.Else():
                     search(opp_book, opp_desc, "TAKE_LEVEL")
             with m.State("MAKER_SELF_TRADE"):
@@ -690,6 +709,21 @@ class MatchingEngine(wiring.Component):
             with m.State("TAKER_SELF_TRADE"):
                 with canceled(new.id, remaining, CancelReason.SELF_TRADE):
                     finish()
+
+            # ---- Subroutine REMOVE's first clock, also done by a cancel in FOUND ----
+            rm_prev = Signal(link_layout)
+            rm_next = Signal(link_layout)
+
+            def removing(slot: Any) -> None:
+                """Free the order in ``slot`` (whose row is on the read data) and read its level:
+                REMOVE_WRITE then takes it off the level's total and out of its list."""
+                info = info_r.data
+                book = Cat(info.side, info.market)
+                m.d.comb += [l_raddr.eq(level_addr(book, info.level)),
+                             id_w.addr.eq(info.id), id_w.data.eq(0), id_w.en.eq(1),
+                             free_list.i_free.valid.eq(1), free_list.i_free.payload.eq(slot)]
+                m.d.sync += [resting.eq(resting - 1), a_book.eq(book), a_p.eq(info.level),
+                             rm_qty.eq(oqty_r.data), rm_prev.eq(prev_r.data), rm_next.eq(next_r.data)]
 
             # ---- Cancel and modify ----
             with m.State("FIND"):
@@ -713,7 +747,11 @@ class MatchingEngine(wiring.Component):
                     reject(RejectReason.UNKNOWN_ID, cmd.body.cancel.id)
                 with m.Elif((op == Opcode.CANCEL) | (new_qty == 0)):
                     with canceled(info.id, oqty_r.data, CancelReason.USER):
-                        remove(cur, "IDLE")
+                        # REMOVE's first clock here: the row and the level's address are on
+                        # the read ports already.
+                        removing(cur)
+                        returning_to("REMOVE", "IDLE")
+                        m.next = "REMOVE_WRITE"
                 with m.Else():  # modify: the quantity now, the level's total next
                     m.d.comb += [oqty_w.addr.eq(cur), oqty_w.data.eq(new_qty), oqty_w.en.eq(1)]
                     m.next = "MODIFY_TOTAL"
@@ -908,16 +946,8 @@ class MatchingEngine(wiring.Component):
 
             # ---- Subroutine: remove order a_slot from the book, whatever quantity it has ----
             # The caller has put a_slot on the order table's read address (see ``remove``).
-            rm_prev = Signal(link_layout)
-            rm_next = Signal(link_layout)
             with m.State("REMOVE_READ"):
-                info = info_r.data
-                book = Cat(info.side, info.market)
-                m.d.comb += [l_raddr.eq(level_addr(book, info.level)),
-                             id_w.addr.eq(info.id), id_w.data.eq(0), id_w.en.eq(1),
-                             free_list.i_free.valid.eq(1), free_list.i_free.payload.eq(a_slot)]
-                m.d.sync += [resting.eq(resting - 1), a_book.eq(book), a_p.eq(info.level),
-                             rm_qty.eq(oqty_r.data), rm_prev.eq(prev_r.data), rm_next.eq(next_r.data)]
+                removing(a_slot)
                 m.next = "REMOVE_WRITE"
             with m.State("REMOVE_WRITE"):
                 m.d.comb += [lqty_w.addr.eq(level_addr(a_book, a_p)),

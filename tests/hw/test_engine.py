@@ -190,9 +190,29 @@ def test_a_taker_fills_a_level_one_maker_per_clock() -> None:
     gaps = [b - a for a, b in itertools.pairwise(fills)]
     assert gaps[:5] == [1] * 5 and gaps[6:] == [1] * 2, gaps
     # Entering the second level: its answer came 10 clocks after the first level was entered,
-    # 6 fills ago, then 3 clocks read its head and first maker. A search at that point would
-    # take 10 more (a bitmap query) on top.
-    assert gaps[5] <= 8, gaps
+    # 6 fills ago, then 2 clocks read its head and first maker (the answer's clock reads the
+    # level's row). A search at that point would take 10 more (a bitmap query) on top.
+    assert gaps[5] <= 6, gaps
+
+
+def test_simple_commands_back_to_back_take_three_and_four_clocks() -> None:
+    """A limit order that cannot cross (the opposite book's cached best level says so) rests in
+    the clock it is accepted: 3 clocks per add (decode, check and rest, link), a post-only one
+    included. A cancel frees the order in the clock it is found: 4 per cancel. Each command
+    here emits one event, so the events' spacing is the commands'."""
+    adds: list[Command] = []
+    for i in range(8):
+        side = Side.BUY if i % 2 else Side.SELL
+        price = 10 - i // 2 if side == Side.BUY else 20 + i // 2  # never crossing
+        adds.append(NewOrder(market=i % 2, id=i + 1, account=1, price=price, qty=3, side=side,
+                             post_only=i % 4 == 3))
+    cancels: list[Command] = [Cancel(market=i % 2, id=i + 1) for i in (5, 0, 7, 2, 1, 6)]
+    taken_at: list[int] = []
+    run_engine(SMALL, adds + cancels, taken_at=taken_at)
+    add_gaps = [b - a for a, b in itertools.pairwise(taken_at[:8])]
+    cancel_gaps = [b - a for a, b in itertools.pairwise(taken_at[8:])]
+    assert add_gaps == [3] * 7, add_gaps
+    assert cancel_gaps == [4] * 5, cancel_gaps
 
 
 def test_engine_needs_two_slots() -> None:
