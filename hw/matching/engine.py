@@ -282,8 +282,16 @@ class MatchingEngine(wiring.Component):
             returning_to(sub, ret_state)
             m.next = sub
 
+        def offering_next_id() -> None:
+            """Read the id map at the offered command's id (a new order's, a cancel's, a
+            modify's: the same bits), so that DECODE has the entry in its own clock. No state
+            that takes a command writes the id map in that clock (a write one clock earlier is
+            forwarded)."""
+            m.d.comb += id_r.addr.eq(self.i_command.payload.body.cancel.id)
+
         def finish() -> None:
             """The command is done: take the next one in this same clock (no idle clock)."""
+            offering_next_id()
             m.d.comb += self.i_command.ready.eq(1)
             with m.If(self.i_command.valid):
                 m.d.sync += [cmd.eq(self.i_command.payload), first.eq(1)]
@@ -395,6 +403,7 @@ class MatchingEngine(wiring.Component):
                 # The queue's level counts an event written in the clock before: its output
                 # shows it a clock or two later.
                 m.d.comb += [self.i_command.ready.eq(1), self.idle.eq(events.level == 0)]
+                offering_next_id()
                 with m.If(self.i_command.valid):
                     m.d.sync += [cmd.eq(self.i_command.payload), first.eq(1)]
                     m.next = "DECODE"
@@ -410,37 +419,98 @@ class MatchingEngine(wiring.Component):
                 m.d.sync += [rej_reason.eq(reason), rej_id.eq(order_id)]
                 m.next = "REJECT"
 
+            # ---- New order: what DECODE and the take loop end with ----
+            is_limit = ~is_market
+            def remainder() -> None:
+                """What is left of the taker: canceled, or rested at the back of its level."""
+                with m.If(is_market):
+                    with canceled(new.id, remaining, CancelReason.MARKET_REMAINDER):
+                        finish()
+                with m.Elif(new.tif == TimeInForce.IOC):
+                    with canceled(new.id, remaining, CancelReason.IOC_REMAINDER):
+                        finish()
+                with m.Else():  # GTC (a FOK order found fillable has no remainder)
+                    rest()
+
+            def rest(qty: Any = remaining) -> None:
+                # Write the order into a free slot and go straight to LINK's second clock: the
+                # level's tail is read and the slot's next pointer cleared in this one.
+                slot = free_list.slot
+                own_p = new.price[:log2_l]
+                m.d.comb += [free_list.alloc.eq(1),
+                             info_w.addr.eq(slot), info_w.en.eq(1),
+                             info_w.data.id.eq(new.id), info_w.data.account.eq(new.account),
+                             info_w.data.market.eq(market), info_w.data.side.eq(side),
+                             info_w.data.level.eq(own_p),
+                             oqty_w.addr.eq(slot), oqty_w.data.eq(qty), oqty_w.en.eq(1),
+                             id_w.addr.eq(new.id), id_w.data.valid.eq(1), id_w.data.slot.eq(slot),
+                             id_w.en.eq(1),
+                             next_w.addr.eq(slot), next_w.data.eq(0), next_w.en.eq(1),
+                             l_raddr.eq(level_addr(own_book, own_p))]
+                m.d.sync += [resting.eq(resting + 1), a_qty.eq(qty),
+                             a_slot.eq(slot), a_book.eq(own_book), a_p.eq(own_p)]
+                returning_to("LINK", "IDLE")
+                m.next = "LINK_WRITE"
+
+            def accept() -> None:
+                a = ev.body.accepted
+                with emitting(ev.header.kind.eq(EventKind.ACCEPTED), a.id.eq(new.id),
+                              a.account.eq(new.account), a.price.eq(Mux(is_market, 0, new.price)),
+                              a.qty.eq(new.qty), a.side.eq(new.side), a.type.eq(new.type),
+                              a.tif.eq(new.tif), a.post_only.eq(new.post_only), a.stp.eq(new.stp)):
+                    m.d.sync += need.eq(new.qty - 1)
+                    with m.If(rests_now):  # a post-only order too: it does not cross
+                        rest(new.qty)
+                    with m.Elif(new.post_only):
+                        search(opp_book, opp_desc, "POST_ONLY_CHECK")
+                    with m.Elif(new.tif == TimeInForce.FOK):
+                        search(opp_book, opp_desc, "FOK_LEVEL")
+                    with m.Else():
+                        search(opp_book, opp_desc, "TAKE_LEVEL")
+
             market_ok = market < cfg.markets
             # A limit GTC order that cannot cross, known from the opposite book's cached best
-            # level, rests in the clock it is accepted (NEW_CHECK) instead of searching first:
-            # decided here from registers, so NEW_CHECK's block-RAM-fed decision grows by one
-            # AND. Nothing changes the best-level cache between DECODE and NEW_CHECK.
-            rests_now = Signal()
+            # level, rests in the clock it is accepted instead of searching first. The test
+            # runs from registers beside the id map's read, so the decision that follows the
+            # block RAM's output grows by one AND.
             opp_best_crosses = Mux(side == Side.BUY.value, rel(best_p[opp_book]) <= index,
                                    rel(best_p[opp_book]) >= index)
+            rests_now = (~is_market & (new.tif == TimeInForce.GTC) & ~best_stale[opp_book]
+                         & (~best_valid[opp_book] | ~opp_best_crosses))
             with m.State("DECODE"):
-                m.d.sync += [pf_armed.eq(0),
-                             rests_now.eq(~is_market & (new.tif == TimeInForce.GTC)
-                                          & ~best_stale[opp_book]
-                                          & (~best_valid[opp_book] | ~opp_best_crosses))]
+                # The id map's entry for the command's id was read in the clock that took it:
+                # it is on the read data now (and the address holds while an event waits).
+                m.d.comb += id_r.addr.eq(cmd.body.cancel.id)
+                m.d.sync += pf_armed.eq(0)
                 with m.Switch(op):
                     with m.Case(Opcode.NEW_ORDER):
                         malformed = (~market_ok | (new.id >= cfg.ids) | (new.qty == 0)
                                      | (new.tif.as_value() == 3)
                                      | (new.post_only & (is_market | (new.tif != TimeInForce.GTC))))
+                        m.d.sync += remaining.eq(new.qty)
                         with m.If(malformed):
                             reject(RejectReason.MALFORMED, new.id)
+                        with m.Elif(id_r.data.valid):
+                            reject(RejectReason.DUPLICATE_ID, new.id)
+                        with m.Elif(is_limit & ~in_window):
+                            reject(RejectReason.PRICE_OUTSIDE_WINDOW, new.id)
+                        with m.Elif(is_limit & (new.tif == TimeInForce.GTC)
+                                    & (resting >= cfg.orders)):
+                            reject(RejectReason.BOOK_FULL, new.id)
                         with m.Else():
-                            m.d.comb += id_r.addr.eq(new.id)
-                            m.d.sync += remaining.eq(new.qty)
-                            m.next = "NEW_CHECK"
+                            accept()
                     with m.Case(Opcode.CANCEL, Opcode.MODIFY):
                         order_id = cmd.body.cancel.id
+                        # The order's row, read whatever is decided (not waiting for the valid
+                        # bit): FOUND has it.
+                        m.d.comb += o_raddr.eq(id_r.data.slot)
+                        m.d.sync += cur.eq(id_r.data.slot)
                         with m.If(~market_ok | (order_id >= cfg.ids)):
                             reject(RejectReason.MALFORMED, order_id)
+                        with m.Elif(~id_r.data.valid):
+                            reject(RejectReason.UNKNOWN_ID, order_id)
                         with m.Else():
-                            m.d.comb += id_r.addr.eq(order_id)
-                            m.next = "FIND"
+                            m.next = "FOUND"
                     with m.Case(Opcode.MASS_CANCEL_ACCOUNT, Opcode.MASS_CANCEL_MARKET):
                         with m.If(~market_ok):
                             reject(RejectReason.MALFORMED)
@@ -467,66 +537,7 @@ class MatchingEngine(wiring.Component):
                               r.reason.eq(rej_reason)):
                     finish()
 
-            # ---- New order ----
-            is_limit = ~is_market
-            def remainder() -> None:
-                """What is left of the taker: canceled, or rested at the back of its level."""
-                with m.If(is_market):
-                    with canceled(new.id, remaining, CancelReason.MARKET_REMAINDER):
-                        finish()
-                with m.Elif(new.tif == TimeInForce.IOC):
-                    with canceled(new.id, remaining, CancelReason.IOC_REMAINDER):
-                        finish()
-                with m.Else():  # GTC (a FOK order found fillable has no remainder)
-                    rest()
-
-            def rest() -> None:
-                # Write the order into a free slot and go straight to LINK's second clock: the
-                # level's tail is read and the slot's next pointer cleared in this one.
-                slot = free_list.slot
-                own_p = new.price[:log2_l]
-                m.d.comb += [free_list.alloc.eq(1),
-                             info_w.addr.eq(slot), info_w.en.eq(1),
-                             info_w.data.id.eq(new.id), info_w.data.account.eq(new.account),
-                             info_w.data.market.eq(market), info_w.data.side.eq(side),
-                             info_w.data.level.eq(own_p),
-                             oqty_w.addr.eq(slot), oqty_w.data.eq(remaining), oqty_w.en.eq(1),
-                             id_w.addr.eq(new.id), id_w.data.valid.eq(1), id_w.data.slot.eq(slot),
-                             id_w.en.eq(1),
-                             next_w.addr.eq(slot), next_w.data.eq(0), next_w.en.eq(1),
-                             l_raddr.eq(level_addr(own_book, own_p))]
-                m.d.sync += [resting.eq(resting + 1), a_qty.eq(remaining),
-                             a_slot.eq(slot), a_book.eq(own_book), a_p.eq(own_p)]
-                returning_to("LINK", "IDLE")
-                m.next = "LINK_WRITE"
-
-            def accept() -> None:
-                a = ev.body.accepted
-                with emitting(ev.header.kind.eq(EventKind.ACCEPTED), a.id.eq(new.id),
-                              a.account.eq(new.account), a.price.eq(Mux(is_market, 0, new.price)),
-                              a.qty.eq(new.qty), a.side.eq(new.side), a.type.eq(new.type),
-                              a.tif.eq(new.tif), a.post_only.eq(new.post_only), a.stp.eq(new.stp)):
-                    m.d.sync += need.eq(new.qty - 1)
-                    with m.If(rests_now):  # a post-only order too: it does not cross
-                        rest()
-                    with m.Elif(new.post_only):
-                        search(opp_book, opp_desc, "POST_ONLY_CHECK")
-                    with m.Elif(new.tif == TimeInForce.FOK):
-                        search(opp_book, opp_desc, "FOK_LEVEL")
-                    with m.Else():
-                        search(opp_book, opp_desc, "TAKE_LEVEL")
-
-            with m.State("NEW_CHECK"):
-                m.d.comb += id_r.addr.eq(new.id)  # the data holds while the event waits
-                with m.If(id_r.data.valid):
-                    reject(RejectReason.DUPLICATE_ID, new.id)
-                with m.Elif(is_limit & ~in_window):
-                    reject(RejectReason.PRICE_OUTSIDE_WINDOW, new.id)
-                with m.Elif(is_limit & (new.tif == TimeInForce.GTC) & (resting >= cfg.orders)):
-                    reject(RejectReason.BOOK_FULL, new.id)
-                with m.Else():
-                    accept()
-
+            # ---- New order: accepted in DECODE (above) ----
             with m.State("POST_ONLY_CHECK"):
                 with m.If(s_found & crosses(s_q)):
                     with canceled(new.id, new.qty, CancelReason.POST_ONLY_WOULD_CROSS):
@@ -726,13 +737,6 @@ class MatchingEngine(wiring.Component):
                              rm_qty.eq(oqty_r.data), rm_prev.eq(prev_r.data), rm_next.eq(next_r.data)]
 
             # ---- Cancel and modify ----
-            with m.State("FIND"):
-                m.d.comb += o_raddr.eq(id_r.data.slot)  # not waiting for the valid bit
-                m.d.sync += cur.eq(id_r.data.slot)
-                with m.If(~id_r.data.valid):
-                    reject(RejectReason.UNKNOWN_ID, cmd.body.cancel.id)
-                with m.Else():
-                    m.next = "FOUND"
             new_qty = cmd.body.modify.qty
             requeued = new_qty > mk_qty
             with m.State("FOUND"):

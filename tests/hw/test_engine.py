@@ -195,11 +195,14 @@ def test_a_taker_fills_a_level_one_maker_per_clock() -> None:
     assert gaps[5] <= 6, gaps
 
 
-def test_simple_commands_back_to_back_take_three_and_four_clocks() -> None:
-    """A limit order that cannot cross (the opposite book's cached best level says so) rests in
-    the clock it is accepted: 3 clocks per add (decode, check and rest, link), a post-only one
-    included. A cancel frees the order in the clock it is found: 4 per cancel. Each command
-    here emits one event, so the events' spacing is the commands'."""
+def test_simple_commands_back_to_back_take_two_and_three_clocks() -> None:
+    """The id map is read at an offered command's id in the clock the command is taken, so the
+    decode clock has the entry. A limit order that cannot cross (the opposite book's cached
+    best level says so) is then checked, accepted and written to a free slot in the decode
+    clock, and linked in the next: 2 clocks per add, a post-only one included. A cancel finds
+    its order's row in the decode clock, emits and frees it in the next, unlinks it in the
+    third: 3 clocks. Each command here emits one event, so the events' spacing is the
+    commands'."""
     adds: list[Command] = []
     for i in range(8):
         side = Side.BUY if i % 2 else Side.SELL
@@ -211,8 +214,8 @@ def test_simple_commands_back_to_back_take_three_and_four_clocks() -> None:
     run_engine(SMALL, adds + cancels, taken_at=taken_at)
     add_gaps = [b - a for a, b in itertools.pairwise(taken_at[:8])]
     cancel_gaps = [b - a for a, b in itertools.pairwise(taken_at[8:])]
-    assert add_gaps == [3] * 7, add_gaps
-    assert cancel_gaps == [4] * 5, cancel_gaps
+    assert add_gaps == [2] * 7, add_gaps
+    assert cancel_gaps == [3] * 5, cancel_gaps
 
 
 def test_engine_needs_two_slots() -> None:
