@@ -469,6 +469,9 @@ class MatchingEngine(wiring.Component):
                         search(opp_book, opp_desc, "TAKE_LEVEL")
 
             market_ok = market < cfg.markets
+            rank = Signal(8)  # a query's row
+            bids = Cat(Const(Side.BUY.value, 1), market[:self.market_bits])
+            asks = Cat(Const(Side.SELL.value, 1), market[:self.market_bits])
             # A limit GTC order that cannot cross, known from the opposite book's cached best
             # level, rests in the clock it is accepted instead of searching first. The test
             # runs from registers beside the id map's read, so the decision that follows the
@@ -525,7 +528,8 @@ class MatchingEngine(wiring.Component):
                         with m.If(~market_ok | (cmd.body.query.levels == 0)):
                             reject(RejectReason.MALFORMED)
                         with m.Else():
-                            m.next = "QUERY_START"
+                            m.d.sync += rank.eq(0)
+                            search(bids, 1, "QUERY_BEST_BID")
                     with m.Case(Opcode.CLOSE_BATCH):
                         m.next = "CLOSE_BATCH"
                     with m.Default():
@@ -858,25 +862,17 @@ class MatchingEngine(wiring.Component):
                     finish()
 
             # ---- Query: rows of the rank-th best bid and ask ----
-            rank = Signal(8)
             # The next ask level comes back in s_found / s_q, read in the row's own state.
             bid_found, ask_found, next_bid_found = (Signal(name=n) for n in (
                 "bid_found", "ask_found", "next_bid_found"))
             bid_p, ask_p, next_bid_p = (Signal(log2_l, name=n) for n in ("bid_p", "ask_p", "next_bid_p"))
             bid_qty, ask_qty = Signal(LEVEL_QTY_BITS), Signal(LEVEL_QTY_BITS)
-            bids = Cat(Const(Side.BUY.value, 1), market[:self.market_bits])
-            asks = Cat(Const(Side.SELL.value, 1), market[:self.market_bits])
-            with m.State("QUERY_START"):
-                m.d.sync += rank.eq(0)
-                search(bids, 1, "QUERY_BEST_BID")
             with m.State("QUERY_BEST_BID"):
                 m.d.sync += [bid_found.eq(s_found), bid_p.eq(s_q)]
                 search(asks, 0, "QUERY_BEST_ASK")
             with m.State("QUERY_BEST_ASK"):
+                m.d.comb += l_raddr.eq(level_addr(bids, bid_p))  # QUERY_BID_TOTAL has it
                 m.d.sync += [ask_found.eq(s_found), ask_p.eq(s_q)]
-                m.next = "QUERY_TOTALS"
-            with m.State("QUERY_TOTALS"):
-                m.d.comb += l_raddr.eq(level_addr(bids, bid_p))
                 m.next = "QUERY_BID_TOTAL"
             with m.State("QUERY_BID_TOTAL"):
                 m.d.comb += l_raddr.eq(level_addr(asks, ask_p))
@@ -884,7 +880,12 @@ class MatchingEngine(wiring.Component):
                 m.next = "QUERY_ASK_TOTAL"
             with m.State("QUERY_ASK_TOTAL"):
                 m.d.sync += ask_qty.eq(lqty_r.data)
-                with m.If(bid_found):
+                # The next levels tell the row whether it is the last: not needed at the depth
+                # asked for (a top-of-book query then waits for no bitmap query at all).
+                with m.If(rank + 1 == cmd.body.query.levels):
+                    m.d.sync += [next_bid_found.eq(0), s_found.eq(0)]
+                    m.next = "QUERY_ROW"
+                with m.Elif(bid_found):
                     search(bids, 1, "QUERY_NEXT_BID", after=bid_p)
                 with m.Else():
                     m.d.sync += next_bid_found.eq(0)
@@ -911,7 +912,8 @@ class MatchingEngine(wiring.Component):
                     with m.If(last):
                         finish()
                     with m.Else():
-                        m.next = "QUERY_TOTALS"
+                        m.d.comb += l_raddr.eq(level_addr(bids, next_bid_p))  # the next row's
+                        m.next = "QUERY_BID_TOTAL"
 
             # ---- Close batch ----
             with m.State("CLOSE_BATCH"):

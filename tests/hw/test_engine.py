@@ -218,6 +218,19 @@ def test_simple_commands_back_to_back_take_two_and_three_clocks() -> None:
     assert cancel_gaps == [3] * 5, cancel_gaps
 
 
+def test_a_top_of_book_query_waits_for_no_bitmap_query() -> None:
+    """A query of depth 1 with both best levels cached: its row comes out 5 clocks after the
+    query's decode clock (best bid, best ask, their two totals, the row); the next levels, which
+    would tell a deeper query's row whether it is the last, are not searched for."""
+    book = [NewOrder(market=0, id=1, account=1, price=10, qty=3, side=Side.BUY),
+            NewOrder(market=0, id=2, account=1, price=20, qty=4, side=Side.SELL)]
+    taken_at: list[int] = []
+    run_engine(SMALL, [*book, Query(market=0, levels=1), Query(market=0, levels=2)],
+               taken_at=taken_at)
+    # The second add's event leaves in its decode clock; its link clock takes the query.
+    assert taken_at[2] - taken_at[1] == 2 + 5, taken_at
+
+
 def test_engine_needs_two_slots() -> None:
     with pytest.raises(ValueError, match="at least 2 order slots, not 1"):
         MatchingEngine(MatchingConfig(markets=1, levels=64, orders=1, ids=4))
