@@ -446,8 +446,21 @@ def cmd_vectors(args: argparse.Namespace) -> int:
 def cmd_hw_synth(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ocee.hw.synthesis import BLOCKS, SynthesisError, synthesize
+    from ocee.hw.synthesis import BLOCKS, SynthesisError, synthesize, synthesize_only
 
+    if args.synth_only:
+        # Options of place and route, or of its Fmax: refused rather than silently ignored.
+        given = [option for option, present in (("--freq", args.freq is not None),
+                                                ("--speed", args.speed is not None),
+                                                ("--nextpnr-args", bool(args.nextpnr_args)),
+                                                ("--require-target", args.require_target))
+                 if present]
+        if given:
+            raise UsageError(f"--synth-only runs yosys alone: {', '.join(given)} "
+                             f"{'applies' if len(given) == 1 else 'apply'} to place and route "
+                             f"(nextpnr), which it does not run")
+    freq = 125.0 if args.freq is None else args.freq
+    speed = 6 if args.speed is None else args.speed
     try:
         component = BLOCKS[args.block](args.rounds_per_cycle, args.contexts,
                                        args.slices_per_clock)
@@ -455,25 +468,40 @@ def cmd_hw_synth(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     keccak = (f"slices per clock {args.slices_per_clock}" if args.slices_per_clock else
               f"rounds per cycle {args.rounds_per_cycle}, contexts {args.contexts}")
+    block = f"{args.block} " + (f"w={args.slices_per_clock}" if args.slices_per_clock else
+                                f"k={args.rounds_per_cycle} c={args.contexts}")
+    workdir = Path(args.keep) if args.keep else None
+    if args.synth_only:
+        print(f"ocee hw synth: {args.block} ({keccak}) for the LFE5U-85F: yosys only, no place "
+              f"and route", file=sys.stderr)
+        try:
+            cells = synthesize_only(component, block, synth_opts=args.synth_opts, workdir=workdir)
+        except SynthesisError as e:
+            print(f"ocee hw synth: {e}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(cells.HEADER)
+        print(cells.row())
+        print(f"yosys's cells before packing, not placed or routed: no Fmax. LUT4 as nextpnr "
+              f"counts them (its TRELLIS_COMB, the figure without --synth-only) = "
+              f"{cells.lut4:,} LUT4 + 2 x {cells.ccu2c:,} CCU2C + 6 x {cells.lutram:,} "
+              f"TRELLIS_DPR16X4 = {cells.luts_as_nextpnr:,} (packing adds a few per carry chain); "
+              f"{cells.seconds:.0f} s", file=sys.stderr)
+        return EXIT_OK
     print(f"ocee hw synth: {args.block} ({keccak}) on "
-          f"LFE5U-85F speed {args.speed}, target {args.freq:g} MHz: yosys + nextpnr, this takes "
+          f"LFE5U-85F speed {speed}, target {freq:g} MHz: yosys + nextpnr, this takes "
           f"minutes", file=sys.stderr)
     try:
-        report = synthesize(component,
-                            f"{args.block} " + (f"w={args.slices_per_clock}"
-                                                if args.slices_per_clock else
-                                                f"k={args.rounds_per_cycle} c={args.contexts}"),
-                            target_mhz=args.freq, speed=args.speed,
+        report = synthesize(component, block, target_mhz=freq, speed=speed,
                             synth_opts=args.synth_opts,
                             nextpnr_args=shlex.split(args.nextpnr_args),
-                            workdir=Path(args.keep) if args.keep else None)
+                            workdir=workdir)
     except SynthesisError as e:
         print(f"ocee hw synth: {e}", file=sys.stderr)
         return EXIT_FAILURE
     print("| block | Fmax MHz | LUT4 | FF | DP16KD |\n|---|---:|---:|---:|---:|")
     print(report.row())
     verdict = "meets" if report.meets_target else "MISSES"
-    print(f"{verdict} {args.freq:g} MHz; {report.seconds:.0f} s", file=sys.stderr)
+    print(f"{verdict} {freq:g} MHz; {report.seconds:.0f} s", file=sys.stderr)
     return EXIT_FAILURE if args.require_target and not report.meets_target else EXIT_OK
 
 
@@ -617,9 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slices-per-clock", type=int, metavar="W",
                    help="the slice-serial Keccak permutation at W slices per clock instead of "
                         "the ring (the boards build 8)")
-    p.add_argument("--freq", type=float, default=125.0, metavar="MHZ",
-                   help="clock target (default 125)")
-    p.add_argument("--speed", type=int, choices=[6, 7, 8], default=6, help="speed grade (default 6)")
+    p.add_argument("--freq", type=float, metavar="MHZ", help="clock target (default 125)")
+    p.add_argument("--speed", type=int, choices=[6, 7, 8], help="speed grade (default 6)")
     p.add_argument("--keep", metavar="DIR", help="keep the netlists and logs in DIR")
     p.add_argument("--nextpnr-args", default="", metavar="ARGS",
                    help="more options for nextpnr, e.g. '--router router2 "
@@ -629,6 +656,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "board builds; '' lets yosys use wider LUTs)")
     p.add_argument("--require-target", action="store_true",
                    help="exit 1 when the block misses the clock target")
+    p.add_argument("--synth-only", action="store_true",
+                   help="run yosys alone, for blocks nextpnr cannot place and route in "
+                        "reasonable time: cell counts from yosys's `stat -json`, no Fmax. Its "
+                        "LUT4 column is LUT4 + 2 x CCU2C + 6 x TRELLIS_DPR16X4, the LUTs "
+                        "nextpnr's TRELLIS_COMB counts (the LUT4 figure without this option) "
+                        "before packing; the raw LUT4, CCU2C and LUT RAM counts follow. "
+                        "--freq, --speed, --nextpnr-args and --require-target are refused "
+                        "with it")
     p.set_defaults(run=cmd_hw_synth)
     add_hw_commands(hw_sub)  # build, flash, report
 

