@@ -282,19 +282,24 @@ class MatchingEngine(wiring.Component):
             returning_to(sub, ret_state)
             m.next = sub
 
-        def offering_next_id() -> None:
-            """Read the id map at the offered command's id (a new order's, a cancel's, a
-            modify's: the same bits), so that DECODE has the entry in its own clock. No state
-            that takes a command writes the id map in that clock (a write one clock earlier is
-            forwarded)."""
-            m.d.comb += id_r.addr.eq(self.i_command.payload.body.cancel.id)
+        # The id map is read at the offered command's id (a new order's, a cancel's, a
+        # modify's: the same bits) in every clock, so that DECODE's first clock has the entry of
+        # the command taken in the clock before, whichever state took it; a register holds it
+        # for DECODE's later clocks (an event waiting, the link stage). The address waits for
+        # no decision: when it was driven only where a command is taken, whether the take loop
+        # ended its command decided the address, and that was the engine's critical path (the
+        # order RAM's output, the fill's compare, i_command.ready, the id map's address). The
+        # only state that writes the id map in a clock that takes a command is ``rest``: that
+        # write is forwarded from the link stage's registers (lk_id, lk_slot).
+        m.d.comb += id_r.addr.eq(self.i_command.payload.body.cancel.id)
+        decode_fresh = Signal()  # DECODE's first clock: the id map's read data is the entry
+        m.d.sync += decode_fresh.eq(0)
 
         def finish() -> None:
             """The command is done: take the next one in this same clock (no idle clock)."""
-            offering_next_id()
             m.d.comb += self.i_command.ready.eq(1)
             with m.If(self.i_command.valid):
-                m.d.sync += [cmd.eq(self.i_command.payload), first.eq(1)]
+                m.d.sync += [cmd.eq(self.i_command.payload), first.eq(1), decode_fresh.eq(1)]
                 m.next = "DECODE"
             with m.Else():
                 m.next = "IDLE"
@@ -380,6 +385,46 @@ class MatchingEngine(wiring.Component):
             returning_to("REMOVE", ret_state)
             m.next = "REMOVE_READ"
 
+        # The link stage: a resting order's second clock (its level's tail and total, read in
+        # the clock ``rest`` wrote the order, are updated), run beside the next command's
+        # decode so that a non-crossing order takes one clock. What the next command could see
+        # half done is resolved where it looks: the id map's entry compares with the id just
+        # written (the read was issued before the write: ``id_entry``), the best level is
+        # cached by ``rest`` itself, a cancel or modify reading its order's row in the clock
+        # after the link takes the pointers just written from the registers below
+        # (``row_prev``, ``row_next``), and so does a second order linked to the same level
+        # in the next clock for its tail and total (its read was issued before this write).
+        lk_valid = Signal()
+        lk_slot = Signal(slot_bits)
+        lk_book = Signal(len(own_book))
+        lk_p = Signal(log2_l)
+        lk_qty = Signal(32)
+        lk_id = Signal(32)
+        m.d.sync += lk_valid.eq(0)  # unless ``rest`` hands it another order
+        # The command's id map entry: as read, or as held since DECODE's first clock, or the
+        # one ``rest`` wrote in the clock before (the read was issued before that write).
+        id_entry = Signal(link_layout)
+        id_held = Signal(link_layout)
+        with m.If(lk_valid & (lk_id == cmd.body.cancel.id)):
+            m.d.comb += [id_entry.valid.eq(1), id_entry.slot.eq(lk_slot)]
+        with m.Else():
+            m.d.comb += id_entry.eq(Mux(decode_fresh, id_r.data, id_held))
+        m.d.sync += id_held.eq(id_entry)
+        fw_valid = Signal()  # the link stage wrote fw_addr's tail and total in the clock before
+        fw_addr = Signal(len(l_raddr))
+        fw_slot = Signal(slot_bits)
+        fw_total = Signal(LEVEL_QTY_BITS)
+        fw_tail = Signal(link_layout)  # fw_slot's prev pointer, written: the old tail
+        # The pointers of order ``cur`` as read, or as the link stage wrote them in the clock
+        # the read was issued (a cancel or modify decoded beside the link stage).
+        row_prev = Signal(link_layout)
+        row_next = Signal(link_layout)
+        m.d.comb += [row_prev.eq(prev_r.data), row_next.eq(next_r.data)]
+        with m.If(fw_valid & (cur == fw_slot)):  # the order just linked: after the old tail
+            m.d.comb += row_prev.eq(fw_tail)
+        with m.If(fw_valid & fw_tail.valid & (cur == fw_tail.slot)):  # the old tail
+            m.d.comb += [row_next.valid.eq(1), row_next.slot.eq(fw_slot)]
+
         init_addr = Signal(range(self.init_cycles + 1))
         query = occupancy.i_query.payload
         result = occupancy.o_result.payload
@@ -387,9 +432,13 @@ class MatchingEngine(wiring.Component):
         # -- The state machine ------------------------------------------------------------------------
         with m.FSM(init="INIT"):
             with m.State("INIT"):
-                # Clear the id map's valid bits and the level table's tails and totals.
+                # Clear the id map's valid bits, the order table's next pointers (a slot is
+                # handed out with its next pointer clear: see ``rest``) and the level table's
+                # tails and totals.
                 m.d.comb += [id_w.addr.eq(init_addr), id_w.data.eq(0),
                              id_w.en.eq(init_addr < cfg.ids),
+                             next_w.addr.eq(init_addr), next_w.data.eq(0),
+                             next_w.en.eq(init_addr < cfg.orders),
                              tail_w.addr.eq(init_addr), tail_w.data.eq(0),
                              lqty_w.addr.eq(init_addr), lqty_w.data.eq(0),
                              tail_w.en.eq(init_addr < self.level_rows),
@@ -403,9 +452,8 @@ class MatchingEngine(wiring.Component):
                 # The queue's level counts an event written in the clock before: its output
                 # shows it a clock or two later.
                 m.d.comb += [self.i_command.ready.eq(1), self.idle.eq(events.level == 0)]
-                offering_next_id()
                 with m.If(self.i_command.valid):
-                    m.d.sync += [cmd.eq(self.i_command.payload), first.eq(1)]
+                    m.d.sync += [cmd.eq(self.i_command.payload), first.eq(1), decode_fresh.eq(1)]
                     m.next = "DECODE"
                 with m.Elif(self.i_set_stream.valid):
                     start = self.i_set_stream.payload
@@ -433,8 +481,10 @@ class MatchingEngine(wiring.Component):
                     rest()
 
             def rest(qty: Any = remaining) -> None:
-                # Write the order into a free slot and go straight to LINK's second clock: the
-                # level's tail is read and the slot's next pointer cleared in this one.
+                """Write the order into a free slot, read its level's tail and total, and take
+                the next command: the link stage (below the state machine) appends the order to
+                its level in the next clock, beside the next command's decode. The slot's next
+                pointer is clear already (cleared when the slot was freed, or by INIT)."""
                 slot = free_list.slot
                 own_p = new.price[:log2_l]
                 m.d.comb += [free_list.alloc.eq(1),
@@ -445,12 +495,17 @@ class MatchingEngine(wiring.Component):
                              oqty_w.addr.eq(slot), oqty_w.data.eq(qty), oqty_w.en.eq(1),
                              id_w.addr.eq(new.id), id_w.data.valid.eq(1), id_w.data.slot.eq(slot),
                              id_w.en.eq(1),
-                             next_w.addr.eq(slot), next_w.data.eq(0), next_w.en.eq(1),
                              l_raddr.eq(level_addr(own_book, own_p))]
-                m.d.sync += [resting.eq(resting + 1), a_qty.eq(qty),
-                             a_slot.eq(slot), a_book.eq(own_book), a_p.eq(own_p)]
-                returning_to("LINK", "IDLE")
-                m.next = "LINK_WRITE"
+                m.d.sync += [resting.eq(resting + 1), lk_valid.eq(1), lk_qty.eq(qty),
+                             lk_slot.eq(slot), lk_book.eq(own_book), lk_p.eq(own_p),
+                             lk_id.eq(new.id)]
+                # The best level's cache, updated here rather than when the level is found
+                # empty, so that the next command's decode sees it: a level better than a
+                # valid, fresh best one is empty (the best is the best non-empty level).
+                with m.If(~best_stale[own_book] & (~best_valid[own_book]
+                                                   | better(own_book, own_p, best_p[own_book]))):
+                    m.d.sync += [best_valid[own_book].eq(1), best_p[own_book].eq(own_p)]
+                finish()
 
             def accept() -> None:
                 a = ev.body.accepted
@@ -482,8 +537,7 @@ class MatchingEngine(wiring.Component):
                          & (~best_valid[opp_book] | ~opp_best_crosses))
             with m.State("DECODE"):
                 # The id map's entry for the command's id was read in the clock that took it:
-                # it is on the read data now (and the address holds while an event waits).
-                m.d.comb += id_r.addr.eq(cmd.body.cancel.id)
+                # id_entry has it.
                 m.d.sync += pf_armed.eq(0)
                 with m.Switch(op):
                     with m.Case(Opcode.NEW_ORDER):
@@ -493,7 +547,7 @@ class MatchingEngine(wiring.Component):
                         m.d.sync += remaining.eq(new.qty)
                         with m.If(malformed):
                             reject(RejectReason.MALFORMED, new.id)
-                        with m.Elif(id_r.data.valid):
+                        with m.Elif(id_entry.valid):
                             reject(RejectReason.DUPLICATE_ID, new.id)
                         with m.Elif(is_limit & ~in_window):
                             reject(RejectReason.PRICE_OUTSIDE_WINDOW, new.id)
@@ -506,11 +560,11 @@ class MatchingEngine(wiring.Component):
                         order_id = cmd.body.cancel.id
                         # The order's row, read whatever is decided (not waiting for the valid
                         # bit): FOUND has it.
-                        m.d.comb += o_raddr.eq(id_r.data.slot)
-                        m.d.sync += cur.eq(id_r.data.slot)
+                        m.d.comb += o_raddr.eq(id_entry.slot)
+                        m.d.sync += cur.eq(id_entry.slot)
                         with m.If(~market_ok | (order_id >= cfg.ids)):
                             reject(RejectReason.MALFORMED, order_id)
-                        with m.Elif(~id_r.data.valid):
+                        with m.Elif(~id_entry.valid):
                             reject(RejectReason.UNKNOWN_ID, order_id)
                         with m.Else():
                             m.next = "FOUND"
@@ -633,6 +687,11 @@ class MatchingEngine(wiring.Component):
                 # so the read address does not wait for the quantity compare (it did: the
                 # appliance's critical path).
                 m.d.comb += [o_raddr.eq(Mux(events.w_rdy, maker_next.slot, cur)), l_raddr.eq(level)]
+                # The bitmap's update, should the level empty: its row (the bitmap's read
+                # address) does not wait for the decision, only its valid does.
+                m.d.comb += [occupancy.i_update.payload.book.eq(opp_book),
+                             occupancy.i_update.payload.index.eq(lvl_p),
+                             occupancy.i_update.payload.set.eq(0)]
                 m.d.sync += [mk_id.eq(info_r.data.id), mk_account.eq(info_r.data.account),
                              mk_qty.eq(maker_qty), mk_next.eq(maker_next)]
                 with m.If((new.stp != StpMode.NONE) & (info_r.data.account == new.account)):
@@ -654,6 +713,7 @@ class MatchingEngine(wiring.Component):
                             # Remove the maker (what REMOVE does, knowing it is the head):
                             # free its id and slot, take it off the total, and unlink it.
                             m.d.comb += [id_w.addr.eq(info_r.data.id), id_w.data.eq(0), id_w.en.eq(1),
+                                         next_w.addr.eq(cur), next_w.data.eq(0), next_w.en.eq(1),
                                          free_list.i_free.valid.eq(1),
                                          free_list.i_free.payload.eq(cur),
                                          lqty_w.addr.eq(level), lqty_w.data.eq(level_total - maker_qty),
@@ -667,10 +727,7 @@ class MatchingEngine(wiring.Component):
                                              prev_w.en.eq(1)]
                             with m.Else():  # the level is empty now
                                 m.d.comb += [tail_w.addr.eq(level), tail_w.data.eq(0), tail_w.en.eq(1),
-                                             occupancy.i_update.valid.eq(1),
-                                             occupancy.i_update.payload.book.eq(opp_book),
-                                             occupancy.i_update.payload.index.eq(lvl_p),
-                                             occupancy.i_update.payload.set.eq(0)]
+                                             occupancy.i_update.valid.eq(1)]
                                 with m.If(best_p[opp_book] == lvl_p):
                                     m.d.sync += best_stale[opp_book].eq(1)
                             with m.If(maker_next.valid & (remaining != maker_qty)):
@@ -736,9 +793,10 @@ class MatchingEngine(wiring.Component):
                 book = Cat(info.side, info.market)
                 m.d.comb += [l_raddr.eq(level_addr(book, info.level)),
                              id_w.addr.eq(info.id), id_w.data.eq(0), id_w.en.eq(1),
+                             next_w.addr.eq(slot), next_w.data.eq(0), next_w.en.eq(1),
                              free_list.i_free.valid.eq(1), free_list.i_free.payload.eq(slot)]
                 m.d.sync += [resting.eq(resting - 1), a_book.eq(book), a_p.eq(info.level),
-                             rm_qty.eq(oqty_r.data), rm_prev.eq(prev_r.data), rm_next.eq(next_r.data)]
+                             rm_qty.eq(oqty_r.data), rm_prev.eq(row_prev), rm_next.eq(row_next)]
 
             # ---- Cancel and modify ----
             new_qty = cmd.body.modify.qty
@@ -749,7 +807,7 @@ class MatchingEngine(wiring.Component):
                 # address then does not wait for the decision.
                 m.d.comb += [o_raddr.eq(cur),  # the data holds while an event waits
                              l_raddr.eq(level_addr(Cat(info.side, info.market), info.level))]
-                m.d.sync += [mk_id.eq(info.id), mk_qty.eq(oqty_r.data), mk_next.eq(next_r.data),
+                m.d.sync += [mk_id.eq(info.id), mk_qty.eq(oqty_r.data), mk_next.eq(row_next),
                              lvl_book.eq(Cat(info.side, info.market)), lvl_p.eq(info.level)]
                 with m.If(info.market != market):
                     reject(RejectReason.UNKNOWN_ID, cmd.body.cancel.id)
@@ -927,6 +985,10 @@ class MatchingEngine(wiring.Component):
             # ---- Subroutine: take order a_slot out of level (a_book, a_p)'s list ----
             def unlink_writes(prev: Any, nxt: Any) -> None:
                 addr = level_addr(a_book, a_p)
+                # The bitmap's row whatever the pointers say (they come from block RAM).
+                m.d.comb += [occupancy.i_update.payload.book.eq(a_book),
+                             occupancy.i_update.payload.index.eq(a_p),
+                             occupancy.i_update.payload.set.eq(0)]
                 with m.If(prev.valid):
                     m.d.comb += [next_w.addr.eq(prev.slot), next_w.data.eq(nxt), next_w.en.eq(1)]
                 with m.Else():
@@ -938,10 +1000,7 @@ class MatchingEngine(wiring.Component):
                 with m.If(~prev.valid & ~nxt.valid):  # the level is empty now
                     with m.If(best_p[a_book] == a_p):
                         m.d.sync += best_stale[a_book].eq(1)
-                    m.d.comb += [occupancy.i_update.valid.eq(1),
-                                 occupancy.i_update.payload.book.eq(a_book),
-                                 occupancy.i_update.payload.index.eq(a_p),
-                                 occupancy.i_update.payload.set.eq(0)]
+                    m.d.comb += occupancy.i_update.valid.eq(1)
 
             with m.State("UNLINK"):
                 m.d.comb += o_raddr.eq(a_slot)
@@ -969,7 +1028,10 @@ class MatchingEngine(wiring.Component):
             with m.State("LINK_WRITE"):
                 tail = tail_r.data
                 addr = level_addr(a_book, a_p)
-                m.d.comb += [lqty_w.addr.eq(addr), lqty_w.data.eq(lqty_r.data + a_qty), lqty_w.en.eq(1),
+                m.d.comb += [occupancy.i_update.payload.book.eq(a_book),
+                             occupancy.i_update.payload.index.eq(a_p),
+                             occupancy.i_update.payload.set.eq(1),
+                             lqty_w.addr.eq(addr), lqty_w.data.eq(lqty_r.data + a_qty), lqty_w.en.eq(1),
                              prev_w.addr.eq(a_slot), prev_w.data.eq(tail), prev_w.en.eq(1),
                              tail_w.addr.eq(addr), tail_w.data.valid.eq(1), tail_w.data.slot.eq(a_slot),
                              tail_w.en.eq(1)]
@@ -981,10 +1043,7 @@ class MatchingEngine(wiring.Component):
                     with m.If(~best_stale[a_book] & replaces):
                         m.d.sync += [best_valid[a_book].eq(1), best_p[a_book].eq(a_p)]
                     m.d.comb += [head_w.addr.eq(addr), head_w.data.eq(a_slot), head_w.en.eq(1),
-                                 occupancy.i_update.valid.eq(1),
-                                 occupancy.i_update.payload.book.eq(a_book),
-                                 occupancy.i_update.payload.index.eq(a_p),
-                                 occupancy.i_update.payload.set.eq(1)]
+                                 occupancy.i_update.valid.eq(1)]
                 ret("LINK")
 
             # ---- Subroutine: the best level of book s_book, or the next worse than s_p ----
@@ -1037,6 +1096,32 @@ class MatchingEngine(wiring.Component):
                         m.d.sync += [best_valid[s_book].eq(result.found), best_p[s_book].eq(q),
                                      best_stale[s_book].eq(0)]
                     ret("SEARCH")
+
+        # The link stage (see ``rest``): the state machine is in DECODE or IDLE now, which
+        # write none of the memories written here.
+        lk_addr = level_addr(lk_book, lk_p)
+        lk_tail = Signal(link_layout)
+        lk_total = Signal(LEVEL_QTY_BITS)
+        with m.If(fw_valid & (fw_addr == lk_addr)):  # linked to in the clock before
+            m.d.comb += [lk_tail.valid.eq(1), lk_tail.slot.eq(fw_slot), lk_total.eq(fw_total)]
+        with m.Else():
+            m.d.comb += [lk_tail.eq(tail_r.data), lk_total.eq(lqty_r.data)]
+        m.d.sync += [fw_valid.eq(lk_valid), fw_addr.eq(lk_addr), fw_slot.eq(lk_slot),
+                     fw_total.eq(lk_total + lk_qty), fw_tail.eq(lk_tail)]
+        with m.If(lk_valid):
+            m.d.comb += [lqty_w.addr.eq(lk_addr), lqty_w.data.eq(lk_total + lk_qty), lqty_w.en.eq(1),
+                         prev_w.addr.eq(lk_slot), prev_w.data.eq(lk_tail), prev_w.en.eq(1),
+                         tail_w.addr.eq(lk_addr), tail_w.data.valid.eq(1),
+                         tail_w.data.slot.eq(lk_slot), tail_w.en.eq(1),
+                         occupancy.i_update.payload.book.eq(lk_book),
+                         occupancy.i_update.payload.index.eq(lk_p),
+                         occupancy.i_update.payload.set.eq(1)]
+            with m.If(lk_tail.valid):
+                m.d.comb += [next_w.addr.eq(lk_tail.slot), next_w.data.valid.eq(1),
+                             next_w.data.slot.eq(lk_slot), next_w.en.eq(1)]
+            with m.Else():  # the level was empty
+                m.d.comb += [head_w.addr.eq(lk_addr), head_w.data.eq(lk_slot), head_w.en.eq(1),
+                             occupancy.i_update.valid.eq(1)]
 
         # The search ahead's second query (the whole book, for the wrap), in the clock after
         # the first: the state machine is in TAKE_ORDER then, which never queries.

@@ -195,14 +195,15 @@ def test_a_taker_fills_a_level_one_maker_per_clock() -> None:
     assert gaps[5] <= 6, gaps
 
 
-def test_simple_commands_back_to_back_take_two_and_three_clocks() -> None:
+def test_simple_commands_back_to_back_take_one_and_three_clocks() -> None:
     """The id map is read at an offered command's id in the clock the command is taken, so the
     decode clock has the entry. A limit order that cannot cross (the opposite book's cached
     best level says so) is then checked, accepted and written to a free slot in the decode
-    clock, and linked in the next: 2 clocks per add, a post-only one included. A cancel finds
-    its order's row in the decode clock, emits and frees it in the next, unlinks it in the
-    third: 3 clocks. Each command here emits one event, so the events' spacing is the
-    commands'."""
+    clock, which takes the next command; the link stage appends it to its level beside that
+    command's decode: 1 clock per add, a post-only one included. A cancel finds its order's
+    row in the decode clock, emits and frees it in the next, unlinks it in the third: 3 clocks.
+    The first cancel follows the last add at once (its event in its second clock) and reads the
+    pointers the link stage is writing. Each command here emits one event, so the events' spacing is the commands'."""
     adds: list[Command] = []
     for i in range(8):
         side = Side.BUY if i % 2 else Side.SELL
@@ -213,9 +214,30 @@ def test_simple_commands_back_to_back_take_two_and_three_clocks() -> None:
     taken_at: list[int] = []
     run_engine(SMALL, adds + cancels, taken_at=taken_at)
     add_gaps = [b - a for a, b in itertools.pairwise(taken_at[:8])]
-    cancel_gaps = [b - a for a, b in itertools.pairwise(taken_at[8:])]
-    assert add_gaps == [2] * 7, add_gaps
-    assert cancel_gaps == [3] * 5, cancel_gaps
+    cancel_gaps = [b - a for a, b in itertools.pairwise(taken_at[7:])]
+    assert add_gaps == [1] * 7, add_gaps
+    assert cancel_gaps == [2] + [3] * 5, cancel_gaps
+
+
+@pytest.mark.parametrize("follower", ["cancel last", "cancel first", "modify last",
+                                      "modify first", "cancel middle"])
+def test_a_command_right_after_an_add_sees_its_link(follower: str) -> None:
+    """Adds to one level back to back (each linked beside the next one's decode, taking the
+    level's tail and total from the link before), then at once a cancel or a modify of the
+    order just linked, of the old tail, or of one in between: each reads pointers the link
+    stage wrote in the clock its read was issued. A taker then sweeps the level, so a wrong
+    pointer or total shows as a wrong fill, and a query reads the totals."""
+    sell = dict(market=0, account=1, side=Side.SELL)
+    adds: list[Command] = [NewOrder(id=i, price=20, qty=i, **sell) for i in (1, 2, 3)]
+    target = {"last": 3, "first": 1, "middle": 2}[follower.split()[1]]
+    follow: Command = (Cancel(market=0, id=target) if follower.startswith("cancel")
+                       else Modify(market=0, id=target, qty=9))
+    commands = [*adds, follow, Query(market=0, levels=2),
+                NewOrder(market=0, id=50, account=2, price=30, qty=20, side=Side.BUY),
+                Query(market=0, levels=2)]
+    taken_at: list[int] = []
+    run_engine(SMALL, commands, taken_at=taken_at)
+    assert taken_at[1] - taken_at[0] == 1 and taken_at[2] - taken_at[1] == 1, taken_at
 
 
 def test_a_top_of_book_query_waits_for_no_bitmap_query() -> None:
@@ -227,8 +249,8 @@ def test_a_top_of_book_query_waits_for_no_bitmap_query() -> None:
     taken_at: list[int] = []
     run_engine(SMALL, [*book, Query(market=0, levels=1), Query(market=0, levels=2)],
                taken_at=taken_at)
-    # The second add's event leaves in its decode clock; its link clock takes the query.
-    assert taken_at[2] - taken_at[1] == 2 + 5, taken_at
+    # The second add's event leaves in its decode clock, which takes the query.
+    assert taken_at[2] - taken_at[1] == 1 + 5, taken_at
 
 
 def test_engine_needs_two_slots() -> None:
