@@ -537,7 +537,9 @@ class MatchingEngine(wiring.Component):
                          & (~best_valid[opp_book] | ~opp_best_crosses))
             with m.State("DECODE"):
                 # The id map's entry for the command's id was read in the clock that took it:
-                # id_entry has it.
+                # id_entry has it. A new order's level is read whatever is decided (only
+                # ``rest`` uses it): the address then does not wait for the id map's entry.
+                m.d.comb += l_raddr.eq(level_addr(own_book, new.price[:log2_l]))
                 m.d.sync += pf_armed.eq(0)
                 with m.Switch(op):
                     with m.Case(Opcode.NEW_ORDER):
@@ -687,9 +689,11 @@ class MatchingEngine(wiring.Component):
                 # so the read address does not wait for the quantity compare (it did: the
                 # appliance's critical path).
                 m.d.comb += [o_raddr.eq(Mux(events.w_rdy, maker_next.slot, cur)), l_raddr.eq(level)]
-                # The bitmap's update, should the level empty: its row (the bitmap's read
-                # address) does not wait for the decision, only its valid does.
-                m.d.comb += [occupancy.i_update.payload.book.eq(opp_book),
+                # The bitmap's update, should the level empty, and the slot to free, should the
+                # maker be filled: their payloads (the bitmap's read address, the free list's
+                # ring write data) do not wait for the decision, only their valid does.
+                m.d.comb += [free_list.i_free.payload.eq(cur),
+                             occupancy.i_update.payload.book.eq(opp_book),
                              occupancy.i_update.payload.index.eq(lvl_p),
                              occupancy.i_update.payload.set.eq(0)]
                 m.d.sync += [mk_id.eq(info_r.data.id), mk_account.eq(info_r.data.account),
@@ -715,7 +719,6 @@ class MatchingEngine(wiring.Component):
                             m.d.comb += [id_w.addr.eq(info_r.data.id), id_w.data.eq(0), id_w.en.eq(1),
                                          next_w.addr.eq(cur), next_w.data.eq(0), next_w.en.eq(1),
                                          free_list.i_free.valid.eq(1),
-                                         free_list.i_free.payload.eq(cur),
                                          lqty_w.addr.eq(level), lqty_w.data.eq(level_total - maker_qty),
                                          lqty_w.en.eq(1),
                                          head_w.addr.eq(level), head_w.data.eq(maker_next.slot),
@@ -788,13 +791,14 @@ class MatchingEngine(wiring.Component):
 
             def removing(slot: Any) -> None:
                 """Free the order in ``slot`` (whose row is on the read data) and read its level:
-                REMOVE_WRITE then takes it off the level's total and out of its list."""
+                REMOVE_WRITE then takes it off the level's total and out of its list. The caller
+                puts ``slot`` on the free list's payload outside any decision."""
                 info = info_r.data
                 book = Cat(info.side, info.market)
                 m.d.comb += [l_raddr.eq(level_addr(book, info.level)),
                              id_w.addr.eq(info.id), id_w.data.eq(0), id_w.en.eq(1),
                              next_w.addr.eq(slot), next_w.data.eq(0), next_w.en.eq(1),
-                             free_list.i_free.valid.eq(1), free_list.i_free.payload.eq(slot)]
+                             free_list.i_free.valid.eq(1)]
                 m.d.sync += [resting.eq(resting - 1), a_book.eq(book), a_p.eq(info.level),
                              rm_qty.eq(oqty_r.data), rm_prev.eq(row_prev), rm_next.eq(row_next)]
 
@@ -806,6 +810,7 @@ class MatchingEngine(wiring.Component):
                 # The order's level, read whatever is decided (only a modify uses it): the
                 # address then does not wait for the decision.
                 m.d.comb += [o_raddr.eq(cur),  # the data holds while an event waits
+                             free_list.i_free.payload.eq(cur),  # not waiting for the decision
                              l_raddr.eq(level_addr(Cat(info.side, info.market), info.level))]
                 m.d.sync += [mk_id.eq(info.id), mk_qty.eq(oqty_r.data), mk_next.eq(row_next),
                              lvl_book.eq(Cat(info.side, info.market)), lvl_p.eq(info.level)]
@@ -1012,6 +1017,7 @@ class MatchingEngine(wiring.Component):
             # ---- Subroutine: remove order a_slot from the book, whatever quantity it has ----
             # The caller has put a_slot on the order table's read address (see ``remove``).
             with m.State("REMOVE_READ"):
+                m.d.comb += free_list.i_free.payload.eq(a_slot)
                 removing(a_slot)
                 m.next = "REMOVE_WRITE"
             with m.State("REMOVE_WRITE"):
