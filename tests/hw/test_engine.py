@@ -202,8 +202,8 @@ def test_simple_commands_back_to_back_take_one_and_three_clocks() -> None:
     clock, which takes the next command; the link stage appends it to its level beside that
     command's decode: 1 clock per add, a post-only one included. A cancel finds its order's
     row in the decode clock, emits and frees it in the next, unlinks it in the third: 3 clocks.
-    The first cancel follows the last add at once (its event in its second clock) and reads the
-    pointers the link stage is writing. Each command here emits one event, so the events' spacing is the commands'."""
+    The first cancel is decoded beside the last add's link (its event comes in its second
+    clock). Each command here emits one event, so the events' spacing is the commands'."""
     adds: list[Command] = []
     for i in range(8):
         side = Side.BUY if i % 2 else Side.SELL
