@@ -290,7 +290,8 @@ class MatchingEngine(wiring.Component):
         # ended its command decided the address, and that was the engine's critical path (the
         # order RAM's output, the fill's compare, i_command.ready, the id map's address). The
         # only state that writes the id map in a clock that takes a command is ``rest``: that
-        # write is forwarded from the link stage's registers (lk_id, lk_slot).
+        # write is forwarded (fwid), and so is a cancel's, which frees the id in the clock that
+        # takes the next command.
         m.d.comb += id_r.addr.eq(self.i_command.payload.body.cancel.id)
         decode_fresh = Signal()  # DECODE's first clock: the id map's read data is the entry
         m.d.sync += decode_fresh.eq(0)
@@ -385,45 +386,60 @@ class MatchingEngine(wiring.Component):
             returning_to("REMOVE", ret_state)
             m.next = "REMOVE_READ"
 
-        # The link stage: a resting order's second clock (its level's tail and total, read in
-        # the clock ``rest`` wrote the order, are updated), run beside the next command's
-        # decode so that a non-crossing order takes one clock. What the next command could see
-        # half done is resolved where it looks: the id map's entry compares with the id just
-        # written (the read was issued before the write: ``id_entry``), the best level is
-        # cached by ``rest`` itself, a cancel or modify reading its order's row in the clock
-        # after the link takes the pointers just written from the registers below
-        # (``row_prev``, ``row_next``), and so does a second order linked to the same level
-        # in the next clock for its tail and total (its read was issued before this write).
+        # Two stages beside the state machine finish a command's list work while the next
+        # command is decoded. The link stage: a resting order's second clock (its level's tail
+        # and total, read in the clock ``rest`` wrote the order, are updated), so that a
+        # non-crossing order takes one clock. The unlink stage: a canceled order's last clock
+        # (off its level's total and out of its list), so that a cancel takes two. They never
+        # run in the same clock (the clock before each is a different state). What the next
+        # command could see half done is resolved where it looks, by forwarding from the
+        # registers below rather than by a stall: the id map's entry (the id just written or
+        # freed: the read was issued before the write, ``id_entry``); the best-level cache
+        # (``rest`` updates it itself, a cancel marks it stale in its own clock); an order's
+        # pointers read in the clock a stage writes them (``row_prev``, ``row_next``); and a
+        # level's tail and total read in that clock by an order resting on it.
         lk_valid = Signal()
         lk_slot = Signal(slot_bits)
         lk_book = Signal(len(own_book))
         lk_p = Signal(log2_l)
         lk_qty = Signal(32)
-        lk_id = Signal(32)
         m.d.sync += lk_valid.eq(0)  # unless ``rest`` hands it another order
+        ul_valid = Signal()  # the unlink stage: its arguments are REMOVE's (a_book, a_p, rm_*)
+        m.d.sync += ul_valid.eq(0)
+        # The id map write of the clock that took the command (``rest``'s or a cancel's).
+        fwid_valid = Signal()
+        fwid = Signal(32)
+        fwid_entry = Signal(link_layout)
+        m.d.sync += fwid_valid.eq(0)
         # The command's id map entry: as read, or as held since DECODE's first clock, or the
-        # one ``rest`` wrote in the clock before (the read was issued before that write).
+        # one written in the clock before (the read was issued before that write).
         id_entry = Signal(link_layout)
         id_held = Signal(link_layout)
-        with m.If(lk_valid & (lk_id == cmd.body.cancel.id)):
-            m.d.comb += [id_entry.valid.eq(1), id_entry.slot.eq(lk_slot)]
+        with m.If(fwid_valid & (fwid == cmd.body.cancel.id)):
+            m.d.comb += id_entry.eq(fwid_entry)
         with m.Else():
             m.d.comb += id_entry.eq(Mux(decode_fresh, id_r.data, id_held))
         m.d.sync += id_held.eq(id_entry)
-        fw_valid = Signal()  # the link stage wrote fw_addr's tail and total in the clock before
+        # What a stage wrote in the clock before: a level's total (and its tail, when written),
+        # one order's prev pointer and another's next pointer.
+        fw_valid = Signal()
         fw_addr = Signal(len(l_raddr))
-        fw_slot = Signal(slot_bits)
         fw_total = Signal(LEVEL_QTY_BITS)
-        fw_tail = Signal(link_layout)  # fw_slot's prev pointer, written: the old tail
-        # The pointers of order ``cur`` as read, or as the link stage wrote them in the clock
-        # the read was issued (a cancel or modify decoded beside the link stage).
+        fw_tail_written = Signal()
+        fw_tail = Signal(link_layout)
+        fw_prev_written, fw_next_written = Signal(), Signal()
+        fw_prev_slot, fw_next_slot = Signal(slot_bits), Signal(slot_bits)
+        fw_prev, fw_next = Signal(link_layout), Signal(link_layout)
+        m.d.sync += [fw_valid.eq(0), fw_prev_written.eq(0), fw_next_written.eq(0)]
+        # The pointers of order ``cur`` as read, or as a stage wrote them in the clock the read
+        # was issued (a cancel or modify decoded beside a stage).
         row_prev = Signal(link_layout)
         row_next = Signal(link_layout)
         m.d.comb += [row_prev.eq(prev_r.data), row_next.eq(next_r.data)]
-        with m.If(fw_valid & (cur == fw_slot)):  # the order just linked: after the old tail
-            m.d.comb += row_prev.eq(fw_tail)
-        with m.If(fw_valid & fw_tail.valid & (cur == fw_tail.slot)):  # the old tail
-            m.d.comb += [row_next.valid.eq(1), row_next.slot.eq(fw_slot)]
+        with m.If(fw_prev_written & (cur == fw_prev_slot)):
+            m.d.comb += row_prev.eq(fw_prev)
+        with m.If(fw_next_written & (cur == fw_next_slot)):
+            m.d.comb += row_next.eq(fw_next)
 
         init_addr = Signal(range(self.init_cycles + 1))
         query = occupancy.i_query.payload
@@ -498,7 +514,8 @@ class MatchingEngine(wiring.Component):
                              l_raddr.eq(level_addr(own_book, own_p))]
                 m.d.sync += [resting.eq(resting + 1), lk_valid.eq(1), lk_qty.eq(qty),
                              lk_slot.eq(slot), lk_book.eq(own_book), lk_p.eq(own_p),
-                             lk_id.eq(new.id)]
+                             fwid_valid.eq(1), fwid.eq(new.id), fwid_entry.valid.eq(1),
+                             fwid_entry.slot.eq(slot)]
                 # The best level's cache, updated here rather than when the level is found
                 # empty, so that the next command's decode sees it: a level better than a
                 # valid, fresh best one is empty (the best is the best non-empty level).
@@ -818,11 +835,17 @@ class MatchingEngine(wiring.Component):
                     reject(RejectReason.UNKNOWN_ID, cmd.body.cancel.id)
                 with m.Elif((op == Opcode.CANCEL) | (new_qty == 0)):
                     with canceled(info.id, oqty_r.data, CancelReason.USER):
-                        # REMOVE's first clock here: the row and the level's address are on
-                        # the read ports already.
+                        # REMOVE's first clock here (the row and the level's address are on
+                        # the read ports already); its second in the unlink stage, beside the
+                        # next command. The level empties when the order has no neighbour:
+                        # the best-level cache learns it now, for the next command's decode.
                         removing(cur)
-                        returning_to("REMOVE", "IDLE")
-                        m.next = "REMOVE_WRITE"
+                        book = Cat(info.side, info.market)
+                        with m.If(~row_prev.valid & ~row_next.valid & (best_p[book] == info.level)):
+                            m.d.sync += best_stale[book].eq(1)
+                        m.d.sync += [ul_valid.eq(1), fwid_valid.eq(1), fwid.eq(cmd.body.cancel.id),
+                                     fwid_entry.eq(0)]
+                        finish()
                 with m.Else():  # modify: the quantity now, the level's total next
                     m.d.comb += [oqty_w.addr.eq(cur), oqty_w.data.eq(new_qty), oqty_w.en.eq(1)]
                     m.next = "MODIFY_TOTAL"
@@ -988,7 +1011,10 @@ class MatchingEngine(wiring.Component):
                     finish()
 
             # ---- Subroutine: take order a_slot out of level (a_book, a_p)'s list ----
-            def unlink_writes(prev: Any, nxt: Any) -> None:
+            def unlink_writes(prev: Any, nxt: Any, mark_stale: bool = True) -> None:
+                """Take order a_slot (between ``prev`` and ``nxt``) out of level (a_book, a_p)'s
+                list; ``mark_stale``: mark the best-level cache stale if the level empties
+                (the unlink stage's caller has done it a clock earlier)."""
                 addr = level_addr(a_book, a_p)
                 # The bitmap's row whatever the pointers say (they come from block RAM).
                 m.d.comb += [occupancy.i_update.payload.book.eq(a_book),
@@ -1003,8 +1029,9 @@ class MatchingEngine(wiring.Component):
                 with m.Else():
                     m.d.comb += [tail_w.addr.eq(addr), tail_w.data.eq(prev), tail_w.en.eq(1)]
                 with m.If(~prev.valid & ~nxt.valid):  # the level is empty now
-                    with m.If(best_p[a_book] == a_p):
-                        m.d.sync += best_stale[a_book].eq(1)
+                    if mark_stale:
+                        with m.If(best_p[a_book] == a_p):
+                            m.d.sync += best_stale[a_book].eq(1)
                     m.d.comb += occupancy.i_update.valid.eq(1)
 
             with m.State("UNLINK"):
@@ -1108,13 +1135,15 @@ class MatchingEngine(wiring.Component):
         lk_addr = level_addr(lk_book, lk_p)
         lk_tail = Signal(link_layout)
         lk_total = Signal(LEVEL_QTY_BITS)
-        with m.If(fw_valid & (fw_addr == lk_addr)):  # linked to in the clock before
-            m.d.comb += [lk_tail.valid.eq(1), lk_tail.slot.eq(fw_slot), lk_total.eq(fw_total)]
-        with m.Else():
-            m.d.comb += [lk_tail.eq(tail_r.data), lk_total.eq(lqty_r.data)]
-        m.d.sync += [fw_valid.eq(lk_valid), fw_addr.eq(lk_addr), fw_slot.eq(lk_slot),
-                     fw_total.eq(lk_total + lk_qty), fw_tail.eq(lk_tail)]
+        fw_level = fw_valid & (fw_addr == lk_addr)  # written by a stage in the clock before
+        m.d.comb += [lk_tail.eq(Mux(fw_level & fw_tail_written, fw_tail, tail_r.data)),
+                     lk_total.eq(Mux(fw_level, fw_total, lqty_r.data))]
         with m.If(lk_valid):
+            m.d.sync += [fw_valid.eq(1), fw_addr.eq(lk_addr), fw_total.eq(lk_total + lk_qty),
+                         fw_tail_written.eq(1), fw_tail.valid.eq(1), fw_tail.slot.eq(lk_slot),
+                         fw_prev_written.eq(1), fw_prev_slot.eq(lk_slot), fw_prev.eq(lk_tail),
+                         fw_next_written.eq(lk_tail.valid), fw_next_slot.eq(lk_tail.slot),
+                         fw_next.valid.eq(1), fw_next.slot.eq(lk_slot)]
             m.d.comb += [lqty_w.addr.eq(lk_addr), lqty_w.data.eq(lk_total + lk_qty), lqty_w.en.eq(1),
                          prev_w.addr.eq(lk_slot), prev_w.data.eq(lk_tail), prev_w.en.eq(1),
                          tail_w.addr.eq(lk_addr), tail_w.data.valid.eq(1),
@@ -1128,6 +1157,21 @@ class MatchingEngine(wiring.Component):
             with m.Else():  # the level was empty
                 m.d.comb += [head_w.addr.eq(lk_addr), head_w.data.eq(lk_slot), head_w.en.eq(1),
                              occupancy.i_update.valid.eq(1)]
+
+        # The unlink stage (see above): REMOVE_WRITE's work for a canceled order, whose level's
+        # total was read in the cancel's clock (no stage wrote it then: the state machine was
+        # in FOUND, after DECODE). The state machine is in DECODE or IDLE now.
+        ul_addr = level_addr(a_book, a_p)
+        with m.If(ul_valid):
+            m.d.comb += [lqty_w.addr.eq(ul_addr), lqty_w.data.eq(lqty_r.data - rm_qty),
+                         lqty_w.en.eq(1)]
+            unlink_writes(rm_prev, rm_next, mark_stale=False)
+            m.d.sync += [fw_valid.eq(1), fw_addr.eq(ul_addr), fw_total.eq(lqty_r.data - rm_qty),
+                         fw_tail_written.eq(~rm_next.valid), fw_tail.eq(rm_prev),
+                         fw_prev_written.eq(rm_next.valid), fw_prev_slot.eq(rm_next.slot),
+                         fw_prev.eq(rm_prev),
+                         fw_next_written.eq(rm_prev.valid), fw_next_slot.eq(rm_prev.slot),
+                         fw_next.eq(rm_next)]
 
         # The search ahead's second query (the whole book, for the wrap), in the clock after
         # the first: the state machine is in TAKE_ORDER then, which never queries.

@@ -195,13 +195,14 @@ def test_a_taker_fills_a_level_one_maker_per_clock() -> None:
     assert gaps[5] <= 6, gaps
 
 
-def test_simple_commands_back_to_back_take_one_and_three_clocks() -> None:
+def test_simple_commands_back_to_back_take_one_and_two_clocks() -> None:
     """The id map is read at an offered command's id in the clock the command is taken, so the
     decode clock has the entry. A limit order that cannot cross (the opposite book's cached
     best level says so) is then checked, accepted and written to a free slot in the decode
     clock, which takes the next command; the link stage appends it to its level beside that
     command's decode: 1 clock per add, a post-only one included. A cancel finds its order's
-    row in the decode clock, emits and frees it in the next, unlinks it in the third: 3 clocks.
+    row in the decode clock, emits and frees it in the next, which takes the next command; the
+    unlink stage takes it out of its list beside that command's decode: 2 clocks.
     The first cancel is decoded beside the last add's link (its event comes in its second
     clock). Each command here emits one event, so the events' spacing is the commands'."""
     adds: list[Command] = []
@@ -216,7 +217,7 @@ def test_simple_commands_back_to_back_take_one_and_three_clocks() -> None:
     add_gaps = [b - a for a, b in itertools.pairwise(taken_at[:8])]
     cancel_gaps = [b - a for a, b in itertools.pairwise(taken_at[7:])]
     assert add_gaps == [1] * 7, add_gaps
-    assert cancel_gaps == [2] + [3] * 5, cancel_gaps
+    assert cancel_gaps == [2] * 6, cancel_gaps
 
 
 @pytest.mark.parametrize("follower", ["cancel last", "cancel first", "modify last",
@@ -238,6 +239,38 @@ def test_a_command_right_after_an_add_sees_its_link(follower: str) -> None:
     taken_at: list[int] = []
     run_engine(SMALL, commands, taken_at=taken_at)
     assert taken_at[1] - taken_at[0] == 1 and taken_at[2] - taken_at[1] == 1, taken_at
+
+
+@pytest.mark.parametrize("follower", ["cancel prev", "cancel next", "add same level",
+                                      "add same id", "cancel same id", "cross emptied level",
+                                      "modify next", "add other side"])
+def test_a_command_right_after_a_cancel_sees_its_unlink(follower: str) -> None:
+    """A cancel, then at once a command that reads what the unlink stage is writing: the
+    canceled order's neighbours' pointers, its level's tail and total, its freed id, or (when
+    the level empties) the best-level cache and the bitmap. A sweep and queries afterwards show
+    any pointer or total gone wrong as a wrong event."""
+    sell = dict(market=0, account=1, side=Side.SELL)
+    book: list[Command] = [NewOrder(id=i, price=20, qty=i, **sell) for i in (1, 2, 3)]
+    book.append(NewOrder(id=9, price=25, qty=4, **sell))
+    target = 3 if follower == "cross emptied level" else 2
+    cancels: list[Command] = [Cancel(market=0, id=i) for i in (1, 2)] \
+        if follower == "cross emptied level" else []
+    follow: Command = {
+        "cancel prev": Cancel(market=0, id=1),
+        "cancel next": Cancel(market=0, id=3),
+        "add same level": NewOrder(id=4, price=20, qty=5, **sell),
+        "add same id": NewOrder(id=2, price=20, qty=6, **sell),
+        "cancel same id": Cancel(market=0, id=2),
+        "cross emptied level": NewOrder(market=0, id=50, account=2, price=22, qty=1,
+                                        side=Side.BUY),
+        "modify next": Modify(market=0, id=3, qty=8),
+        "add other side": NewOrder(market=0, id=5, account=2, price=20, qty=1, side=Side.BUY),
+    }[follower]
+    commands = [*book, *cancels, Cancel(market=0, id=target), follow,
+                Query(market=0, levels=2),
+                NewOrder(market=0, id=60, account=2, price=30, qty=30, side=Side.BUY),
+                Query(market=0, levels=2)]
+    run_engine(SMALL, commands)
 
 
 def test_a_top_of_book_query_waits_for_no_bitmap_query() -> None:
