@@ -614,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "when no ring or core is named)")
     p.add_argument("--mhz", type=float, nargs="+", default=[30.0, 39.9], metavar="F",
                    help="clocks to express events/s at (default 30, the boards', and 39.9, the "
-                        "matching engine's out-of-context Fmax)")
+                        "matching engine's out-of-context Fmax at commit 467b1ec)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     _add_capacity(p)
     p.set_defaults(run=cmd_bench_core)
