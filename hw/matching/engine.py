@@ -369,6 +369,12 @@ class MatchingEngine(wiring.Component):
         def better(book: Any, p: Any, than: Any) -> Any:  # in the book's own priority order
             return Mux(book[0] == Side.BUY.value, rel(p) > rel(than), rel(p) < rel(than))
 
+        def offer_best(book: Any, p: Any) -> None:
+            """Level ``p`` of ``book`` now holds an order: it is the best if it beats a valid,
+            fresh cached best (a stale cache is left for the next search to refill)."""
+            with m.If(~best_stale[book] & (~best_valid[book] | better(book, p, best_p[book]))):
+                m.d.sync += [best_valid[book].eq(1), best_p[book].eq(p)]
+
         # Link / unlink / remove arguments.
         a_slot = Signal(slot_bits)
         a_book = Signal(len(own_book))
@@ -519,9 +525,7 @@ class MatchingEngine(wiring.Component):
                 # The best level's cache, updated here rather than when the level is found
                 # empty, so that the next command's decode sees it: a level better than a
                 # valid, fresh best one is empty (the best is the best non-empty level).
-                with m.If(~best_stale[own_book] & (~best_valid[own_book]
-                                                   | better(own_book, own_p, best_p[own_book]))):
-                    m.d.sync += [best_valid[own_book].eq(1), best_p[own_book].eq(own_p)]
+                offer_best(own_book, own_p)
                 finish()
 
             def accept() -> None:
@@ -1072,9 +1076,7 @@ class MatchingEngine(wiring.Component):
                     m.d.comb += [next_w.addr.eq(tail.slot), next_w.data.valid.eq(1),
                                  next_w.data.slot.eq(a_slot), next_w.en.eq(1)]
                 with m.Else():  # the level was empty
-                    replaces = ~best_valid[a_book] | better(a_book, a_p, best_p[a_book])
-                    with m.If(~best_stale[a_book] & replaces):
-                        m.d.sync += [best_valid[a_book].eq(1), best_p[a_book].eq(a_p)]
+                    offer_best(a_book, a_p)
                     m.d.comb += [head_w.addr.eq(addr), head_w.data.eq(a_slot), head_w.en.eq(1),
                                  occupancy.i_update.valid.eq(1)]
                 ret("LINK")
