@@ -45,10 +45,13 @@ __all__ = [
     "OccupancyBitmap",
     "OccupancyBitmapModel",
     "QueryMode",
+    "mask_above",
+    "mask_below",
     "query_layout",
     "registered_read",
     "result_layout",
     "result_signature",
+    "set_bits",
     "update_layout",
     "word_bits",
 ]
@@ -97,8 +100,12 @@ def query_layout(books: int, levels: int) -> data.StructLayout:
 
 
 def result_layout(levels: int) -> data.StructLayout:
-    """A query's answer: ``found`` and the level's ``index`` (0 when nothing was found)."""
-    return data.StructLayout({"found": 1, "index": range(levels)})
+    """A query's answer: ``found``, the level's ``index`` (0 when nothing was found), and
+    ``word``: the set levels of the answer's word from the answer on, in the direction the query
+    looks (downwards for ``BEST_HIGH`` and ``NEXT_BELOW``, upwards for the others), bit ``j`` for
+    level ``index // word_bits * word_bits + j``; 0 when nothing was found. A caller walking the
+    book finds the levels after the answer there, in the same word, without asking again."""
+    return data.StructLayout({"found": 1, "index": range(levels), "word": word_bits(levels)})
 
 
 def result_signature(levels: int) -> wiring.Signature:
@@ -119,6 +126,7 @@ class OccupancyBitmapModel:
         _check_geometry(books, levels)
         self.books = books
         self.levels = levels
+        self.word_bits = word_bits(levels)
         self._bits = [0] * books
 
     def reset(self) -> None:
@@ -170,6 +178,19 @@ class OccupancyBitmapModel:
         self._check(book, index)
         return self._lowest(self._bits[book] >> (index + 1) << (index + 1))
 
+    def word(self, book: int, mode: QueryMode, index: int = 0) -> int:
+        """The ``word`` of the answer to ``query(book, mode, index)`` (see :func:`result_layout`)."""
+        mode = QueryMode(mode)
+        answer = self.query(book, mode, index)
+        if answer is None:
+            return 0
+        width = self.word_bits
+        bit = answer % width
+        bits = self._bits[book] >> (answer - bit) & ((1 << width) - 1)
+        if mode in (QueryMode.BEST_HIGH, QueryMode.NEXT_BELOW):
+            return bits & ((2 << bit) - 1)  # the answer and below
+        return bits >> bit << bit  # the answer and above
+
     def query(self, book: int, mode: QueryMode, index: int = 0) -> int | None:
         """The set index ``mode`` looks for, or ``None``."""
         mode = QueryMode(mode)
@@ -207,7 +228,7 @@ def _lowest_set(value: Value) -> Value:
     return Cat(index, first)
 
 
-def _set_bits(m: Module, value: Value, name: str) -> tuple[Value, Value, Value]:
+def set_bits(m: Module, value: Value, name: str) -> tuple[Value, Value, Value]:
     """(any bit set, index of the lowest set bit, index of the highest) of the signal ``value``:
     two encoders side by side, the second on the bits reversed."""
     any_set = Signal(name=f"{name}_any")
@@ -243,12 +264,12 @@ def registered_read(m: Module, memory: Any, write: Any, name: str) -> tuple[Any,
     return port, data
 
 
-def _below(value: Value, width: int) -> Value:
+def mask_below(value: Value, width: int) -> Value:
     """``width`` bits, bit ``j`` set when ``j < value``."""
     return Cat(*(value > j for j in range(width)))
 
 
-def _above(value: Value, width: int) -> Value:
+def mask_above(value: Value, width: int) -> Value:
     """``width`` bits, bit ``j`` set when ``j > value``."""
     return Cat(*(value < j for j in range(width)))
 
@@ -274,8 +295,9 @@ class OccupancyBitmap(wiring.Component):
         done, a query is taken in every clock where ``valid`` is high.
     o_result : Out(result_signature(levels))
         The answer to the query taken :data:`QUERY_LATENCY` (8) clocks before: ``valid`` is
-        high in exactly that clock, ``found`` says whether a level was found and ``index``
-        which (0 when none). One answer per query, in query order, never held: take it when
+        high in exactly that clock, ``found`` says whether a level was found, ``index``
+        which (0 when none), and ``word`` the levels after it in its word (see
+        :func:`result_layout`). One answer per query, in query order, never held: take it when
         ``valid`` is high.
     ready : Out(1)
         Low for ``init_cycles`` = ``books * levels // word_bits`` clocks after reset, while
@@ -490,9 +512,9 @@ class OccupancyBitmap(wiring.Component):
         with m.If(~q1_relative):
             m.d.sync += [q2_words.eq(~0), q2_bits.eq(0)]
         with m.Elif(q1_up):
-            m.d.sync += [q2_words.eq(_above(q1_word, per_book)), q2_bits.eq(_above(q1_bit, width))]
+            m.d.sync += [q2_words.eq(mask_above(q1_word, per_book)), q2_bits.eq(mask_above(q1_bit, width))]
         with m.Else():
-            m.d.sync += [q2_words.eq(_below(q1_word, per_book)), q2_bits.eq(_below(q1_bit, width))]
+            m.d.sync += [q2_words.eq(mask_below(q1_word, per_book)), q2_bits.eq(mask_below(q1_bit, width))]
         m.d.sync += [
             q2_valid.eq(q1_valid),
             q2_book.eq(q1_book),
@@ -531,7 +553,7 @@ class OccupancyBitmap(wiring.Component):
             m.d.comb += summary_now[j].eq(Mux(q3_newer_mask[j], u3_nonzero,
                                               Mux(q3_older_mask[j], q3_older_value,
                                                   q3_summary[j])))
-        beyond_any, beyond_lowest, beyond_highest = _set_bits(m, summary_now, "beyond_word")
+        beyond_any, beyond_lowest, beyond_highest = set_bits(m, summary_now, "beyond_word")
         q4_valid = Signal()
         q4_book = Signal.like(q1_book)
         q4_up = Signal()
@@ -614,8 +636,8 @@ class OccupancyBitmap(wiring.Component):
             own.eq(q6_own_before | (q6_own_read & q6_own_kept)),
             beyond.eq(q6_beyond_before | (q6_beyond_read & q6_beyond_kept)),
         ]
-        own_any, own_lowest, own_highest = _set_bits(m, own, "own_bit")
-        _, beyond_lowest, beyond_highest = _set_bits(m, beyond, "beyond_bit")
+        own_any, own_lowest, own_highest = set_bits(m, own, "own_bit")
+        _, beyond_lowest, beyond_highest = set_bits(m, beyond, "beyond_bit")
         q7_valid = Signal()
         q7_up = Signal()
         q7_word = Signal.like(q1_word)
@@ -626,7 +648,9 @@ class OccupancyBitmap(wiring.Component):
         q7_own_highest = Signal(range(width))
         q7_beyond_lowest = Signal(range(width))
         q7_beyond_highest = Signal(range(width))
+        q7_answer_word = Signal(width)  # the answer's word, from the answer on
         m.d.sync += [
+            q7_answer_word.eq(Mux(own_any, own, Mux(q6_beyond, beyond, 0))),
             q7_valid.eq(q6_valid),
             q7_up.eq(q6_up),
             q7_word.eq(q6_word),
@@ -646,6 +670,7 @@ class OccupancyBitmap(wiring.Component):
         m.d.sync += [
             self.o_result.valid.eq(q7_valid),
             result.found.eq(q7_own | q7_beyond),
+            result.word.eq(q7_answer_word),
             result.index.eq(Mux(q7_own, Cat(own_bit, q7_word),
                                 Mux(q7_beyond, Cat(beyond_bit, q7_beyond_word), 0))),
         ]

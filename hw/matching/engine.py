@@ -51,7 +51,7 @@ from ..protocol import (
     StpMode,
     TimeInForce,
 )
-from .bitmap import OccupancyBitmap, QueryMode
+from .bitmap import OccupancyBitmap, QueryMode, mask_above, mask_below, set_bits, word_bits
 from .config import MatchingConfig
 from .freelist import FreeList
 
@@ -363,8 +363,49 @@ class MatchingEngine(wiring.Component):
         pf_first_issue = Signal()  # the first query goes out in this clock
         pf_first_found, pf_second_found = Signal(), Signal()
         pf_first_q, pf_second_q = Signal(log2_l), Signal(log2_l)
+        wb = word_bits(L)
+        wb_log2 = wb.bit_length() - 1
+        pf_first_word, pf_second_word = Signal(wb), Signal(wb)
         pf_done = pf_armed & (pf_wait == 0)
         main_result = occupancy.o_result.valid & (pf_wait == 0)  # SEARCH's, not a prefetch's
+
+        # The rest of the taker's word. An answer of the bitmap brings the set levels of its
+        # word from the answer on (``word``), so once the taker has gone into a level found by
+        # the search ahead, the next levels in the same word are known without asking: the
+        # next one is picked from this register in the clock before it is needed. The search
+        # ahead then asks only for the level after the word (after its last address in the
+        # taker's walk, ``word_edge``), and its answer is waited for only when the word runs
+        # out. The register is a snapshot taken when the query was answered, and stays true
+        # for the levels after the taker's: while a taker fills, the only changes to its book's
+        # bitmap are the levels it has exhausted, all before its current one. In the word that
+        # holds the window's base the walk wraps: addresses past the wrap come after every
+        # other word, so the two parts of that word are taken as different words.
+        wc_valid = Signal()  # wc_bits is the word of the level being taken
+        wc_bits = Signal(wb)
+        lvl_new = Signal()  # TAKE_HEAD: the level was found by a query, not in wc_bits
+        lvl_bit, lvl_word = lvl_p[:wb_log2], lvl_p[wb_log2:]
+        in_base_word = lvl_word == base[wb_log2:]
+        base_bit = base[:wb_log2]
+        all_bits = Const((1 << wb) - 1, wb)
+        # Descending (a seller takes bids): the lower addresses of the word, and past the wrap
+        # (lvl_p >= base) not below the base. Ascending: the higher ones, and past the wrap
+        # (lvl_p < base) not from the base up.
+        after_desc = mask_below(lvl_bit, wb) & Mux(in_base_word & (lvl_p >= base),
+                                                   ~mask_below(base_bit, wb), all_bits)
+        after_asc = mask_above(lvl_bit, wb) & Mux(in_base_word & (lvl_p < base),
+                                                  mask_below(base_bit, wb), all_bits)
+        word_after = Signal(wb)
+        m.d.comb += word_after.eq(wc_bits & Mux(opp_desc, after_desc, after_asc))
+        after_any, after_lowest, after_highest = set_bits(m, word_after, "word_after")
+        wc_next_found = Signal()  # registered: lvl_p and wc_bits are set two clocks before use
+        wc_next_q = Signal(log2_l)
+        m.d.sync += [wc_next_found.eq(wc_valid & after_any),
+                     wc_next_q.eq(Cat(Mux(opp_desc, after_highest, after_lowest), lvl_word))]
+        # The word's last address in the walk. In the base's word past the wrap the walk ends
+        # at the base instead, but nothing comes after it: the search ahead's answers are
+        # rejected past the wrap wherever it asks from, as they are for any level past it.
+        word_edge = Signal(log2_l)
+        m.d.comb += word_edge.eq(Cat(Mux(opp_desc, 0, wb - 1), lvl_word))
 
         def better(book: Any, p: Any, than: Any) -> Any:  # in the book's own priority order
             return Mux(book[0] == Side.BUY.value, rel(p) > rel(than), rel(p) < rel(than))
@@ -669,23 +710,31 @@ class MatchingEngine(wiring.Component):
 
             # Take liquidity: best level first, oldest order first.
             with m.State("TAKE_LEVEL"):
+                # Every take comes through here first: the rest of a word found by an earlier
+                # command is not the book as it is now.
+                m.d.sync += wc_valid.eq(0)
                 with m.If(~s_found | ~crosses(s_q)):
                     remainder()
                 with m.Else():
                     m.d.comb += l_raddr.eq(level_addr(opp_book, s_q))
-                    m.d.sync += lvl_p.eq(s_q)
+                    m.d.sync += [lvl_p.eq(s_q), lvl_new.eq(1)]
                     m.next = "TAKE_HEAD"
             with m.State("TAKE_HEAD"):
                 m.d.comb += [o_raddr.eq(head_r.data), l_raddr.eq(level_addr(opp_book, lvl_p))]
-                m.d.sync += [cur.eq(head_r.data), lvl_fresh.eq(1), pf_armed.eq(0)]
-                # Search ahead, unless answers of an older search are still on their way.
-                with m.If(pf_wait == 0):
-                    m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(opp_book),
-                                 query.index.eq(lvl_p),
-                                 query.mode.eq(Mux(opp_desc, QueryMode.NEXT_BELOW,
-                                                   QueryMode.NEXT_ABOVE))]
-                    m.d.comb += pf_first_issue.eq(1)
-                    m.d.sync += [pf_armed.eq(1), pf_second.eq(1), pf_got.eq(0)]
+                m.d.sync += [cur.eq(head_r.data), lvl_fresh.eq(1)]
+                # Search ahead when a query found this level, unless answers of an older search
+                # are still on their way: for the level after the word when its rest is known,
+                # else for the level after this one. A level found in the rest of the word
+                # keeps the search made for the word.
+                with m.If(lvl_new):
+                    m.d.sync += pf_armed.eq(0)
+                    with m.If(pf_wait == 0):
+                        m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(opp_book),
+                                     query.index.eq(Mux(wc_valid, word_edge, lvl_p)),
+                                     query.mode.eq(Mux(opp_desc, QueryMode.NEXT_BELOW,
+                                                       QueryMode.NEXT_ABOVE))]
+                        m.d.comb += pf_first_issue.eq(1)
+                        m.d.sync += [pf_armed.eq(1), pf_second.eq(1), pf_got.eq(0)]
                 m.next = "TAKE_ORDER"
             with m.State("TAKE_ORDER"):
                 # The maker's row and its level's total, read in the clock before (and held
@@ -771,7 +820,19 @@ class MatchingEngine(wiring.Component):
                     m.d.comb += [o_raddr.eq(mk_next.slot), l_raddr.eq(level_addr(opp_book, lvl_p))]
                     m.d.sync += [cur.eq(mk_next.slot), lvl_fresh.eq(1)]
                     m.next = "TAKE_ORDER"
-                with m.Elif(pf_armed):  # the level is exhausted: the next one, searched ahead
+                with m.Elif(wc_next_found):  # the level is exhausted: the next one, in its word
+                    q = wc_next_q
+                    # The exhausted level was the best: the next one is the new best.
+                    m.d.sync += [s_found.eq(1), s_q.eq(q),
+                                 best_valid[opp_book].eq(1), best_p[opp_book].eq(q),
+                                 best_stale[opp_book].eq(0)]
+                    m.d.comb += l_raddr.eq(level_addr(opp_book, q))
+                    with m.If(crosses(q)):
+                        m.d.sync += [lvl_p.eq(q), lvl_new.eq(0)]
+                        m.next = "TAKE_HEAD"
+                    with m.Else():
+                        m.next = "TAKE_LEVEL"
+                with m.Elif(pf_armed):  # the level and its word are exhausted: searched ahead
                     with m.If(pf_done):
                         # SEARCH's two answers for "next worse than lvl_p", combined.
                         wrapped = Mux(opp_desc, lvl_p < base, lvl_p >= base)
@@ -782,13 +843,15 @@ class MatchingEngine(wiring.Component):
                         q = Mux(pf_first_found, pf_first_q, pf_second_q)
                         # The exhausted level was the best: the answer is the new best.
                         m.d.sync += [s_found.eq(found), s_q.eq(q), pf_armed.eq(0),
+                                     wc_valid.eq(found),
+                                     wc_bits.eq(Mux(pf_first_found, pf_first_word, pf_second_word)),
                                      best_valid[opp_book].eq(found), best_p[opp_book].eq(q),
                                      best_stale[opp_book].eq(0)]
                         # TAKE_LEVEL's work when the taker goes on into that level: the
                         # level's row read at once (whatever is decided), a clock saved.
                         m.d.comb += l_raddr.eq(level_addr(opp_book, q))
                         with m.If(found & crosses(q)):
-                            m.d.sync += lvl_p.eq(q)
+                            m.d.sync += [lvl_p.eq(q), lvl_new.eq(1)]
                             m.next = "TAKE_HEAD"
                         with m.Else():
                             m.next = "TAKE_LEVEL"
@@ -1186,9 +1249,11 @@ class MatchingEngine(wiring.Component):
         with m.If(occupancy.o_result.valid & (pf_wait != 0)):
             m.d.sync += pf_got.eq(1)
             with m.If(~pf_got):
-                m.d.sync += [pf_first_found.eq(result.found), pf_first_q.eq(result.index)]
+                m.d.sync += [pf_first_found.eq(result.found), pf_first_q.eq(result.index),
+                             pf_first_word.eq(result.word)]
             with m.Else():
-                m.d.sync += [pf_second_found.eq(result.found), pf_second_q.eq(result.index)]
+                m.d.sync += [pf_second_found.eq(result.found), pf_second_q.eq(result.index),
+                             pf_second_word.eq(result.word)]
             m.d.sync += pf_wait.eq(pf_wait + issued - 1)
         with m.Else():
             m.d.sync += pf_wait.eq(pf_wait + issued)

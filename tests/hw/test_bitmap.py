@@ -56,7 +56,7 @@ class BitmapBench:
         self.dut = dut
         self.model = OccupancyBitmapModel(dut.books, dut.levels)
         self.clock = 0
-        self.due: deque[tuple[int, Query, int | None]] = deque()
+        self.due: deque[tuple[int, Query, int | None, int]] = deque()
         self.checked = 0
 
     async def wait_ready(self, ctx: Any) -> int:
@@ -71,12 +71,15 @@ class BitmapBench:
     def _check_result(self, ctx: Any) -> None:
         valid = ctx.get(self.dut.o_result.valid)
         if self.due and self.due[0][0] == self.clock:
-            _, query, answer = self.due.popleft()
+            _, query, answer, word = self.due.popleft()
             assert valid, f"clock {self.clock}: no result for {query}"
             result = ctx.get(self.dut.o_result.payload)
             got = int(result.index) if result.found else None
             assert got == answer, f"clock {self.clock}: {query} gave {got}, model {answer}"
             assert result.found or result.index == 0
+            got_word = int(result.word)
+            assert got_word == word, \
+                f"clock {self.clock}: {query} gave word {got_word:#x}, model {word:#x}"
             self.checked += 1
         else:
             assert not valid, f"clock {self.clock}: a result nobody asked for"
@@ -95,7 +98,8 @@ class BitmapBench:
             answer = self.model.query(book, mode, index)
             if step.expect is not ANY:
                 assert answer == step.expect, f"model: {step.query} gave {answer}, not {step.expect}"
-            self.due.append((self.clock + QUERY_LATENCY, step.query, answer))
+            word = self.model.word(book, mode, index)
+            self.due.append((self.clock + QUERY_LATENCY, step.query, answer, word))
         self._check_result(ctx)
         await ctx.tick()
         self.clock += 1

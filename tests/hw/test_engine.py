@@ -195,6 +195,25 @@ def test_a_taker_fills_a_level_one_maker_per_clock() -> None:
     assert gaps[5] <= 6, gaps
 
 
+def test_a_taker_changes_level_within_a_word_in_three_clocks() -> None:
+    """A level the search ahead found brings the rest of its bitmap word, so the taker's next
+    levels in that word are known without a query: a level of one maker then costs 3 clocks
+    (the level's row, its head's row, the fill). The search ahead asks for the level after the
+    word, whose answer is waited for only when the word runs out. SMALL's words are 8 levels:
+    prices 16 to 22 are one word, 24 to 30 the next."""
+    sell = dict(market=0, account=1, qty=1, side=Side.SELL)
+    prices = [16, 18, 20, 22, 24, 26, 28, 30]
+    commands: list[Command] = [NewOrder(id=i, price=p, **sell) for i, p in enumerate(prices)]
+    commands.append(NewOrder(market=0, id=50, account=2, price=40, qty=8, side=Side.BUY))
+    taken_at: list[int] = []
+    run_engine(SMALL, commands, taken_at=taken_at)
+    gaps = [b - a for a, b in itertools.pairwise(taken_at[-8:])]  # the taker's eight fills
+    # 16 -> 18: the cached best level had no word with it, so the search ahead from 16 binds;
+    # 22 -> 24: the word is exhausted and the search ahead for the next word has answered.
+    assert [gaps[i] for i in (1, 2, 4, 5, 6)] == [3] * 5, gaps
+    assert max(gaps) <= 11, gaps
+
+
 def test_simple_commands_back_to_back_take_one_and_two_clocks() -> None:
     """The id map is read at an offered command's id in the clock the command is taken, so the
     decode clock has the entry. A limit order that cannot cross (the opposite book's cached
@@ -323,6 +342,36 @@ def test_window_wrap_edges(lowest: int) -> None:
     commands += [Query(market=1, levels=255), SetWindow(market=1, lowest=lowest + 1),
                  SetWindow(market=1, lowest=max(0, lowest - 1)), MassCancelAccount(market=1, account=1),
                  Query(market=1, levels=255), MassCancelMarket(market=1), Query(market=1, levels=1)]
+    run_engine(SMALL, commands, seed=lowest)
+
+
+@pytest.mark.parametrize("lowest", [12, 77])
+@pytest.mark.parametrize("taker", [Side.SELL, Side.BUY])
+def test_a_sweep_through_the_word_that_holds_the_wrap(taker: Side, lowest: int) -> None:
+    """The level addresses of the word holding the window's base (SMALL: 8 levels a word) are
+    walked in two parts: those before the wrap first, those past it last, after every other
+    word. A taker that starts before the wrap in that word and finds nothing in the other
+    words gets, from the search ahead, the word again with its best level still set: past the
+    wrap it must not go back to that level (exhausted) once the levels past the wrap are."""
+    levels = SMALL.levels
+    base = lowest % levels
+
+    def price(addr: int) -> int:
+        return lowest + (addr - base) % levels
+
+    # A seller walks bids from base - 1 down to 0, then from the top down to base; a buyer
+    # walks asks from base up to the top, then from 0 up to base - 1. Two makers on the first
+    # level keep it set while the search ahead asks (its second query goes out beside the
+    # first fill).
+    makers = ([base - 3, base - 3, base + 1, base + 2] if taker == Side.SELL
+              else [base + 1, base + 1, base - 4, base - 2])
+    commands: list[Command] = [SetWindow(market=0, lowest=lowest)]
+    commands += [NewOrder(market=0, id=i + 1, account=1, price=price(a), qty=2,
+                          side=taker.opposite)
+                 for i, a in enumerate(makers)]
+    limit = lowest if taker == Side.SELL else lowest + levels - 1
+    commands += [NewOrder(market=0, id=9, account=2, price=limit, qty=12, side=taker),
+                 Query(market=0, levels=4)]
     run_engine(SMALL, commands, seed=lowest)
 
 
