@@ -383,24 +383,36 @@ class MatchingEngine(wiring.Component):
         wc_valid = Signal()  # wc_bits is the word of the level being taken
         wc_bits = Signal(wb)
         lvl_new = Signal()  # TAKE_HEAD: the level was found by a query, not in wc_bits
-        lvl_bit, lvl_word = lvl_p[:wb_log2], lvl_p[wb_log2:]
-        in_base_word = lvl_word == base[wb_log2:]
+        lvl_word = lvl_p[wb_log2:]
         base_bit = base[:wb_log2]
         all_bits = Const((1 << wb) - 1, wb)
-        # Descending (a seller takes bids): the lower addresses of the word, and past the wrap
-        # (lvl_p >= base) not below the base. Ascending: the higher ones, and past the wrap
-        # (lvl_p < base) not from the base up.
-        after_desc = mask_below(lvl_bit, wb) & Mux(in_base_word & (lvl_p >= base),
-                                                   ~mask_below(base_bit, wb), all_bits)
-        after_asc = mask_above(lvl_bit, wb) & Mux(in_base_word & (lvl_p < base),
-                                                  mask_below(base_bit, wb), all_bits)
-        word_after = Signal(wb)
-        m.d.comb += word_after.eq(wc_bits & Mux(opp_desc, after_desc, after_asc))
-        after_any, after_lowest, after_highest = set_bits(m, word_after, "word_after")
-        wc_next_found = Signal()  # registered: lvl_p and wc_bits are set two clocks before use
-        wc_next_q = Signal(log2_l)
-        m.d.sync += [wc_next_found.eq(wc_valid & after_any),
-                     wc_next_q.eq(Cat(Mux(opp_desc, after_highest, after_lowest), lvl_word))]
+
+        def next_in_word(p: Any, name: str) -> tuple[Any, Any]:
+            """(found, address) of the next level after ``p`` in the walk among wc_bits, which
+            are ``p``'s word. Descending (a seller takes bids): the lower addresses, and past
+            the wrap (p >= base) none below the base; ascending: the higher ones, and past the
+            wrap (p < base) none from the base up."""
+            in_base_word = p[wb_log2:] == base[wb_log2:]
+            after_desc = mask_below(p[:wb_log2], wb) & Mux(in_base_word & (p >= base),
+                                                           ~mask_below(base_bit, wb), all_bits)
+            after_asc = mask_above(p[:wb_log2], wb) & Mux(in_base_word & (p < base),
+                                                          mask_below(base_bit, wb), all_bits)
+            bits = Signal(wb, name=name)
+            m.d.comb += bits.eq(wc_bits & Mux(opp_desc, after_desc, after_asc))
+            any_, lowest_, highest_ = set_bits(m, bits, name)
+            return any_, Cat(Mux(opp_desc, highest_, lowest_), p[wb_log2:])
+
+        # The next level after the taker's, registered (from lvl_p, set at least two clocks
+        # before it is used, except after a change of level within the word, when the one
+        # after it takes its place: see TAKE_NEXT), and the level after that one.
+        wc_next_found, wc_next_q = Signal(), Signal(log2_l)
+        wc_next2_found, wc_next2_q = Signal(), Signal(log2_l)
+        after_any, after_q = next_in_word(lvl_p, "word_after")
+        after2_any, after2_q = next_in_word(wc_next_q, "word_after_next")
+        m.d.sync += [wc_next_found.eq(wc_valid & after_any), wc_next_q.eq(after_q),
+                     wc_next2_found.eq(wc_next_found & after2_any), wc_next2_q.eq(after2_q)]
+        next_row_read = Signal()  # the clock before read the row of level wc_next_q
+        m.d.sync += next_row_read.eq(0)
         # The word's last address in the walk. In the base's word past the wrap the walk ends
         # at the base instead, but nothing comes after it: the search ahead's answers are
         # rejected past the wrap wherever it asks from, as they are for any level past it.
@@ -758,7 +770,14 @@ class MatchingEngine(wiring.Component):
                 # filled: a partial fill ends the command and a self-trade reads its own rows,
                 # so the read address does not wait for the quantity compare (it did: the
                 # appliance's critical path).
-                m.d.comb += [o_raddr.eq(Mux(events.w_rdy, maker_next.slot, cur)), l_raddr.eq(level)]
+                # The level table's row: this level's, for a fill that waits for room in the
+                # event queue (it reads the total again); else the next level's when it is in
+                # the rest of the word, so that a level change can start on its head at once.
+                # Nothing after a fill that goes out reads this level's row.
+                prefetch = events.w_rdy & wc_next_found
+                m.d.comb += [o_raddr.eq(Mux(events.w_rdy, maker_next.slot, cur)),
+                             l_raddr.eq(Mux(prefetch, level_addr(opp_book, wc_next_q), level))]
+                m.d.sync += next_row_read.eq(prefetch)
                 # The bitmap's update, should the level empty, and the slot to free, should the
                 # maker be filled: their payloads (the bitmap's read address, the free list's
                 # ring write data) do not wait for the decision, only their valid does.
@@ -828,8 +847,14 @@ class MatchingEngine(wiring.Component):
                                  best_stale[opp_book].eq(0)]
                     m.d.comb += l_raddr.eq(level_addr(opp_book, q))
                     with m.If(crosses(q)):
-                        m.d.sync += [lvl_p.eq(q), lvl_new.eq(0)]
-                        m.next = "TAKE_HEAD"
+                        m.d.sync += [lvl_p.eq(q), lvl_new.eq(0),
+                                     wc_next_found.eq(wc_next2_found), wc_next_q.eq(wc_next2_q)]
+                        with m.If(next_row_read):  # read beside the last fill: TAKE_HEAD's work
+                            m.d.comb += o_raddr.eq(head_r.data)
+                            m.d.sync += [cur.eq(head_r.data), lvl_fresh.eq(1)]
+                            m.next = "TAKE_ORDER"
+                        with m.Else():
+                            m.next = "TAKE_HEAD"
                     with m.Else():
                         m.next = "TAKE_LEVEL"
                 with m.Elif(pf_armed):  # the level and its word are exhausted: searched ahead
