@@ -315,7 +315,8 @@ class OccupancyBitmap(wiring.Component):
     after 8 clocks, whatever the bitmaps hold: clock 1 builds its masks, 2 selects the book's
     summary (and the changes of the two updates not yet in it), 3 finds the nearest non-empty
     word, 4 reads the query's own word and that word, 5 registers them, 6 finds the nearest set
-    bit in each, 7 registers the answer.
+    bit in each, 7 registers the answer (with the word it was found in, as read: the own word
+    masked past the index, or the nearest non-empty word).
 
     Resources: ``books * levels // word_bits`` summary flip-flops; a ``books * levels //
     word_bits`` x ``word_bits`` word memory with three read ports (update, own word, nearest

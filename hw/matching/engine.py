@@ -18,15 +18,18 @@ A level is addressed by its price modulo ``levels`` (the low bits of the price):
 order lies inside its market's window of ``levels`` ticks, so the address is unique, and moving
 the window (set window) moves no data. Searches then work on the rotated order: the level at
 price ``lowest + r`` has address ``(base + r) mod levels`` with ``base = lowest mod levels``, and
-:meth:`_search` turns "best" and "next worse" into one or two bitmap queries.
+the ``SEARCH`` subroutine turns "best" and "next worse" into one or two bitmap queries.
 
-Control is one finite-state machine that executes a command to its end before taking the next,
-the model's algorithm step by step; memories have one clock of read latency, and a read sees
-the writes of the clocks before its own (not one in its own clock: the take loop, which fills a
-level's makers one per clock, keeps what it would read stale in registers). Subroutines (search,
-link, unlink, remove) return through a register that names the caller's next state. This is the
-correct, scalable baseline; ``docs/hw-matching.md`` gives its cycle counts and what the
-pipelined successor changes.
+Control is one finite-state machine that follows the model's algorithm step by step, with two
+stages beside it that finish a command's list work while the next command is decoded (the link
+stage for a resting order, the unlink stage for a canceled one), forwarding what that command
+could read half written. Memories have one clock of read latency, and a read sees the writes of
+the clocks before its own (not one in its own clock: the take loop, which fills a level's makers
+one per clock, keeps what it would read stale in registers). A taker moving through the book
+finds its next level in the rest of the bitmap word the last query answered, without a query.
+Subroutines (search, link, unlink, remove) return through a register that names the caller's
+next state. ``docs/hw-matching.md`` gives the cycle counts and what the pipelined successor
+changes.
 """
 
 from __future__ import annotations
