@@ -414,6 +414,11 @@ class MatchingEngine(wiring.Component):
         after2_any, after2_q = next_in_word(wc_next_q, "word_after_next")
         m.d.sync += [wc_next_found.eq(wc_valid & after_any), wc_next_q.eq(after_q),
                      wc_next2_found.eq(wc_next_found & after2_any), wc_next2_q.eq(after2_q)]
+        # Whether wc_next_q crosses the taker's price, a clock after wc_next_q (which is set at
+        # least two clocks before TAKE_NEXT uses it): a register, so that TAKE_NEXT's decision
+        # waits for no subtraction and compare of the window.
+        wc_next_crosses = Signal()
+        m.d.sync += wc_next_crosses.eq(crosses(wc_next_q))
         next_row_read = Signal()  # the clock before read the row of level wc_next_q
         m.d.sync += next_row_read.eq(0)
         # The word's last address in the walk. In the base's word past the wrap the walk ends
@@ -836,10 +841,19 @@ class MatchingEngine(wiring.Component):
                                          lqty_w.en.eq(1)]
                             finish()
             with m.State("TAKE_NEXT"):
+                # The reads for whichever way the taker goes on, chosen by registers only (not
+                # by the decision below, whose compares would then stand in front of two block
+                # RAMs' addresses: they did, the appliance's critical path at `d1633f0`). No
+                # other way uses what is read.
+                pf_q = Mux(pf_first_found, pf_first_q, pf_second_q)
+                m.d.comb += [
+                    o_raddr.eq(Mux(mk_next.valid, mk_next.slot, head_r.data)),
+                    l_raddr.eq(level_addr(opp_book, Mux(mk_next.valid, lvl_p,
+                                                        Mux(wc_next_found, wc_next_q, pf_q)))),
+                ]
                 with m.If(remaining == 0):
                     finish()
                 with m.Elif(mk_next.valid):
-                    m.d.comb += [o_raddr.eq(mk_next.slot), l_raddr.eq(level_addr(opp_book, lvl_p))]
                     m.d.sync += [cur.eq(mk_next.slot), lvl_fresh.eq(1)]
                     m.next = "TAKE_ORDER"
                 with m.Elif(wc_next_found):  # the level is exhausted: the next one, in its word
@@ -848,12 +862,10 @@ class MatchingEngine(wiring.Component):
                     m.d.sync += [s_found.eq(1), s_q.eq(q),
                                  best_valid[opp_book].eq(1), best_p[opp_book].eq(q),
                                  best_stale[opp_book].eq(0)]
-                    m.d.comb += l_raddr.eq(level_addr(opp_book, q))
-                    with m.If(crosses(q)):
+                    with m.If(wc_next_crosses):
                         m.d.sync += [lvl_p.eq(q), lvl_new.eq(0),
                                      wc_next_found.eq(wc_next2_found), wc_next_q.eq(wc_next2_q)]
                         with m.If(next_row_read):  # read beside the last fill: TAKE_HEAD's work
-                            m.d.comb += o_raddr.eq(head_r.data)
                             m.d.sync += [cur.eq(head_r.data), lvl_fresh.eq(1)]
                             m.next = "TAKE_ORDER"
                         with m.Else():
@@ -868,7 +880,7 @@ class MatchingEngine(wiring.Component):
                         beyond_wrap_2 = Mux(opp_desc, pf_second_q >= base, pf_second_q < base)
                         found = Mux(pf_first_found, wrapped | beyond_wrap_1,
                                     wrapped & pf_second_found & beyond_wrap_2)
-                        q = Mux(pf_first_found, pf_first_q, pf_second_q)
+                        q = pf_q
                         # The exhausted level was the best: the answer is the new best.
                         m.d.sync += [s_found.eq(found), s_q.eq(q), pf_armed.eq(0),
                                      wc_valid.eq(found),
@@ -876,8 +888,7 @@ class MatchingEngine(wiring.Component):
                                      best_valid[opp_book].eq(found), best_p[opp_book].eq(q),
                                      best_stale[opp_book].eq(0)]
                         # TAKE_LEVEL's work when the taker goes on into that level: the
-                        # level's row read at once (whatever is decided), a clock saved.
-                        m.d.comb += l_raddr.eq(level_addr(opp_book, q))
+                        # level's row is read at once (above), a clock saved.
                         with m.If(found & crosses(q)):
                             m.d.sync += [lvl_p.eq(q), lvl_new.eq(1)]
                             m.next = "TAKE_HEAD"
