@@ -612,9 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boards", action="store_true",
                    help="also measure the boards' hashing stage (hw/boards.py; measured anyway "
                         "when no ring or core is named)")
-    p.add_argument("--mhz", type=float, nargs="+", default=[30.0, 39.9], metavar="F",
-                   help="clocks to express events/s at (default 30, the boards', and 39.9, the "
-                        "matching engine's out-of-context Fmax at commit 467b1ec)")
+    p.add_argument("--mhz", type=float, nargs="+", default=[30.0, 40.0], metavar="F",
+                   help="clocks to express events/s at (default 30, the boards', and 40.0, the "
+                        "matching engine's out-of-context Fmax at commit e23fe63)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     _add_capacity(p)
     p.set_defaults(run=cmd_bench_core)
