@@ -436,6 +436,12 @@ class MatchingEngine(wiring.Component):
             with m.If(~best_stale[book] & (~best_valid[book] | better(book, p, best_p[book]))):
                 m.d.sync += [best_valid[book].eq(1), best_p[book].eq(p)]
 
+        def emptied(book: Any, p: Any) -> None:
+            """Level ``p`` of ``book`` is empty now: if it was the cached best, the cache is
+            stale (the next search for the best level asks the bitmap and refills it)."""
+            with m.If(best_p[book] == p):
+                m.d.sync += best_stale[book].eq(1)
+
         # Link / unlink / remove arguments.
         a_slot = Signal(slot_bits)
         a_book = Signal(len(own_book))
@@ -828,8 +834,7 @@ class MatchingEngine(wiring.Component):
                             with m.Else():  # the level is empty now
                                 m.d.comb += [tail_w.addr.eq(level), tail_w.data.eq(0), tail_w.en.eq(1),
                                              occupancy.i_update.valid.eq(1)]
-                                with m.If(best_p[opp_book] == lvl_p):
-                                    m.d.sync += best_stale[opp_book].eq(1)
+                                emptied(opp_book, lvl_p)
                             with m.If(maker_next.valid & (remaining != maker_qty)):
                                 m.d.sync += cur.eq(maker_next.slot)  # the next maker, now
                             with m.Else():
@@ -946,9 +951,8 @@ class MatchingEngine(wiring.Component):
                         # next command. The level empties when the order has no neighbour:
                         # the best-level cache learns it now, for the next command's decode.
                         removing(cur)
-                        book = Cat(info.side, info.market)
-                        with m.If(~row_prev.valid & ~row_next.valid & (best_p[book] == info.level)):
-                            m.d.sync += best_stale[book].eq(1)
+                        with m.If(~row_prev.valid & ~row_next.valid):
+                            emptied(Cat(info.side, info.market), info.level)
                         m.d.sync += [ul_valid.eq(1), fwid_valid.eq(1), fwid.eq(cmd.body.cancel.id),
                                      fwid_entry.eq(0)]
                         finish()
@@ -1136,8 +1140,7 @@ class MatchingEngine(wiring.Component):
                     m.d.comb += [tail_w.addr.eq(addr), tail_w.data.eq(prev), tail_w.en.eq(1)]
                 with m.If(~prev.valid & ~nxt.valid):  # the level is empty now
                     if mark_stale:
-                        with m.If(best_p[a_book] == a_p):
-                            m.d.sync += best_stale[a_book].eq(1)
+                        emptied(a_book, a_p)
                     m.d.comb += occupancy.i_update.valid.eq(1)
 
             with m.State("UNLINK"):
