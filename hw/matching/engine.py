@@ -335,11 +335,54 @@ class MatchingEngine(wiring.Component):
         s_found = Signal()
         s_q = Signal(log2_l)
 
+        wb = word_bits(L)
+        wb_log2 = wb.bit_length() - 1
+        base_bit = base[:wb_log2]
+        all_bits = Const((1 << wb) - 1, wb)
+
+        def next_in_word(word: Any, p: Any, desc: Any, name: str) -> tuple[Any, Any]:
+            """(found, address) of the next level after ``p`` in the walk among ``word``, the
+            set levels of ``p``'s word. Descending (bids' order): the lower addresses, and past
+            the wrap (p >= base) none below the base; ascending: the higher ones, and past the
+            wrap (p < base) none from the base up."""
+            in_base_word = p[wb_log2:] == base[wb_log2:]
+            after_desc = mask_below(p[:wb_log2], wb) & Mux(in_base_word & (p >= base),
+                                                           ~mask_below(base_bit, wb), all_bits)
+            after_asc = mask_above(p[:wb_log2], wb) & Mux(in_base_word & (p < base),
+                                                          mask_below(base_bit, wb), all_bits)
+            bits = Signal(wb, name=name)
+            m.d.comb += bits.eq(word & Mux(desc, after_desc, after_asc))
+            any_, lowest_, highest_ = set_bits(m, bits, name)
+            return any_, Cat(Mux(desc, highest_, lowest_), p[wb_log2:])
+
+        # The rest of the last searched word, per side. A walk that searches level after level
+        # in its book's own order (a mass cancel, a query, a FOK scan) finds the next level in
+        # the word of the last answer without asking the bitmap: each answer brings the set
+        # levels of its word from it on in the query's direction (``word``). The snapshot
+        # stays true for the levels after the walk's: a query and a FOK scan change nothing,
+        # and a mass cancel clears only the level it stands on. DECODE clears the cache, so
+        # no command walks another's snapshot.
+        sc_valid = Array(Signal(name=f"sc_valid_{s}") for s in range(2))
+        sc_book = Array(Signal(len(own_book), name=f"sc_book_{s}") for s in range(2))
+        sc_q = Array(Signal(log2_l, name=f"sc_q_{s}") for s in range(2))  # the walk's level
+        sc_bits = Array(Signal(wb, name=f"sc_bits_{s}") for s in range(2))
+        walks = 0  # names the encoders of each search made from a walk
+
         def search(book: Any, desc: Any, ret_state: str, after: Any = None) -> None:
             m.d.sync += [s_book.eq(book), s_desc.eq(desc), s_next.eq(after is not None)]
             if after is not None:
+                nonlocal walks
+                walks += 1
                 m.d.sync += s_p.eq(after)
-                call("SEARCH", ret_state)
+                sd = book[0]
+                in_word, q = next_in_word(sc_bits[sd], after, desc, f"walk{walks}")
+                natural = (Const(desc, 1) if isinstance(desc, int) else desc) == ~book[0]
+                with m.If(natural & sc_valid[sd] & (sc_book[sd] == book) & (sc_q[sd] == after)
+                          & in_word):
+                    m.d.sync += [s_found.eq(1), s_q.eq(q), sc_q[sd].eq(q)]
+                    m.next = ret_state
+                with m.Else():
+                    call("SEARCH", ret_state)
                 return
             # The book's own best level, cached and not stale: the answer is there now.
             natural = (Const(desc, 1) if isinstance(desc, int) else desc) == ~book[0]
@@ -366,8 +409,6 @@ class MatchingEngine(wiring.Component):
         pf_first_issue = Signal()  # the first query goes out in this clock
         pf_first_found, pf_second_found = Signal(), Signal()
         pf_first_q, pf_second_q = Signal(log2_l), Signal(log2_l)
-        wb = word_bits(L)
-        wb_log2 = wb.bit_length() - 1
         pf_first_word, pf_second_word = Signal(wb), Signal(wb)
         pf_done = pf_armed & (pf_wait == 0)
         main_result = occupancy.o_result.valid & (pf_wait == 0)  # SEARCH's, not a prefetch's
@@ -387,31 +428,14 @@ class MatchingEngine(wiring.Component):
         wc_bits = Signal(wb)
         lvl_new = Signal()  # TAKE_HEAD: the level was found by a query, not in wc_bits
         lvl_word = lvl_p[wb_log2:]
-        base_bit = base[:wb_log2]
-        all_bits = Const((1 << wb) - 1, wb)
-
-        def next_in_word(p: Any, name: str) -> tuple[Any, Any]:
-            """(found, address) of the next level after ``p`` in the walk among wc_bits, which
-            are ``p``'s word. Descending (a seller takes bids): the lower addresses, and past
-            the wrap (p >= base) none below the base; ascending: the higher ones, and past the
-            wrap (p < base) none from the base up."""
-            in_base_word = p[wb_log2:] == base[wb_log2:]
-            after_desc = mask_below(p[:wb_log2], wb) & Mux(in_base_word & (p >= base),
-                                                           ~mask_below(base_bit, wb), all_bits)
-            after_asc = mask_above(p[:wb_log2], wb) & Mux(in_base_word & (p < base),
-                                                          mask_below(base_bit, wb), all_bits)
-            bits = Signal(wb, name=name)
-            m.d.comb += bits.eq(wc_bits & Mux(opp_desc, after_desc, after_asc))
-            any_, lowest_, highest_ = set_bits(m, bits, name)
-            return any_, Cat(Mux(opp_desc, highest_, lowest_), p[wb_log2:])
 
         # The next level after the taker's, registered (from lvl_p, set at least two clocks
         # before it is used, except after a change of level within the word, when the one
         # after it takes its place: see TAKE_NEXT), and the level after that one.
         wc_next_found, wc_next_q = Signal(), Signal(log2_l)
         wc_next2_found, wc_next2_q = Signal(), Signal(log2_l)
-        after_any, after_q = next_in_word(lvl_p, "word_after")
-        after2_any, after2_q = next_in_word(wc_next_q, "word_after_next")
+        after_any, after_q = next_in_word(wc_bits, lvl_p, opp_desc, "word_after")
+        after2_any, after2_q = next_in_word(wc_bits, wc_next_q, opp_desc, "word_after_next")
         m.d.sync += [wc_next_found.eq(wc_valid & after_any), wc_next_q.eq(after_q),
                      wc_next2_found.eq(wc_next_found & after2_any), wc_next2_q.eq(after2_q)]
         # Whether wc_next_q crosses the taker's price, a clock after wc_next_q (which is set at
@@ -628,7 +652,7 @@ class MatchingEngine(wiring.Component):
                 # id_entry has it. A new order's level is read whatever is decided (only
                 # ``rest`` uses it): the address then does not wait for the id map's entry.
                 m.d.comb += l_raddr.eq(level_addr(own_book, new.price[:log2_l]))
-                m.d.sync += pf_armed.eq(0)
+                m.d.sync += [pf_armed.eq(0), sc_valid[0].eq(0), sc_valid[1].eq(0)]
                 with m.Switch(op):
                     with m.Case(Opcode.NEW_ORDER):
                         malformed = (~market_ok | (new.id >= cfg.ids) | (new.qty == 0)
@@ -1191,6 +1215,13 @@ class MatchingEngine(wiring.Component):
             # Descending (bids' priority): the wrapped addresses below base are the highest
             # prices. One query when base is 0, else a second one when the first finds nothing.
             # (A cached best level never gets here: ``search`` answers it in the calling clock.)
+            def remember_word(found: Any) -> None:
+                """Keep the answer's word for the walk's next search (in the book's order)."""
+                sd = s_book[0]
+                with m.If(found & (s_desc == ~s_book[0])):
+                    m.d.sync += [sc_valid[sd].eq(1), sc_book[sd].eq(s_book),
+                                 sc_q[sd].eq(result.index), sc_bits[sd].eq(result.word)]
+
             with m.State("SEARCH"):
                 m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(s_book)]
                 with m.If(s_desc):
@@ -1211,6 +1242,7 @@ class MatchingEngine(wiring.Component):
                     valid = ~s_next | wrapped | Mux(s_desc, q >= base, q < base)
                     with m.If(result.found):
                         m.d.sync += s_found.eq(valid)
+                        remember_word(valid)
                         with m.If(s_natural):  # a best-level search: refill the cache
                             m.d.sync += [best_valid[s_book].eq(1), best_p[s_book].eq(q),
                                          best_stale[s_book].eq(0)]
@@ -1230,8 +1262,9 @@ class MatchingEngine(wiring.Component):
             with m.State("SEARCH_SECOND"):
                 with m.If(main_result):
                     q = result.index
-                    m.d.sync += [s_q.eq(q), s_found.eq(result.found & (
-                        ~s_next | Mux(s_desc, q >= base, q < base)))]
+                    found = result.found & (~s_next | Mux(s_desc, q >= base, q < base))
+                    m.d.sync += [s_q.eq(q), s_found.eq(found)]
+                    remember_word(found)
                     with m.If(s_natural):
                         m.d.sync += [best_valid[s_book].eq(result.found), best_p[s_book].eq(q),
                                      best_stale[s_book].eq(0)]

@@ -306,6 +306,51 @@ def test_a_top_of_book_query_waits_for_no_bitmap_query() -> None:
     assert taken_at[2] - taken_at[1] == 1 + 5, taken_at
 
 
+def test_a_walk_takes_its_next_levels_from_the_word_it_searched() -> None:
+    """A query's and a mass cancel's walks search level after level in the book's order; each
+    bitmap answer brings the rest of its word, so the next levels in that word come without a
+    query (the walk's next search answers in the clock it is asked). SMALL's words are 8
+    levels: bids 16 to 22 are one word, asks 24 to 30 the next."""
+    buy = dict(market=0, account=1, qty=1, side=Side.BUY)
+    sell = dict(market=0, account=1, qty=1, side=Side.SELL)
+    book: list[Command] = [NewOrder(id=i, price=p, **buy) for i, p in enumerate([22, 20, 18, 16])]
+    book += [NewOrder(id=10 + i, price=p, **sell) for i, p in enumerate([24, 26, 28, 30])]
+    taken_at: list[int] = []
+    run_engine(SMALL, [*book, Query(market=0, levels=4)], taken_at=taken_at)
+    rows = [b - a for a, b in itertools.pairwise(taken_at[-4:])]
+    # The first row's next levels come from bitmap queries (the best levels are cached,
+    # without their words); the next rows' from the words: their two totals, the next bid and
+    # ask, the row. Without the words every row waits for two queries (23 clocks).
+    assert rows[:2] == [5, 5], rows
+    twice = [NewOrder(id=i, price=p, **buy) for i, p in enumerate([22, 22, 20, 20, 18, 18])]
+    taken_at = []
+    run_engine(SMALL, [*twice, MassCancelAccount(market=0, account=1)], taken_at=taken_at)
+    cancels = [b - a for a, b in itertools.pairwise(taken_at[-7:-1])]  # its six cancels
+    # 22 -> 20 waits for a query (the best level's word is not cached); 20 -> 18 comes from
+    # the word: 7 clocks, 16 before.
+    assert cancels[3] == 7, cancels
+    assert cancels[1] > 10, cancels
+
+
+def test_a_walk_does_not_use_a_word_from_an_earlier_command() -> None:
+    """The word a walk keeps is a snapshot of its command's book: a later command's walk from
+    the same level must not take it. A query leaves the word of the second best bid (21)
+    behind; a taker then exhausts the best bid and stops in 21, which becomes the best level
+    without a search (the taker's own search ahead found it); a bid rests at 19, between 21
+    and 17 in the same word; a query walking on from 21 must find 19, which the old word
+    does not have."""
+    buy = dict(market=0, account=1, side=Side.BUY)
+    book: list[Command] = [NewOrder(id=1, price=23, qty=1, **buy),
+                           NewOrder(id=2, price=21, qty=5, **buy),
+                           NewOrder(id=3, price=17, qty=1, **buy),
+                           NewOrder(id=4, price=30, qty=1, market=0, account=1, side=Side.SELL)]
+    commands = [*book, Query(market=0, levels=2),
+                NewOrder(market=0, id=50, account=2, price=0, qty=2, side=Side.SELL,
+                         type=OrderType.MARKET, tif=TimeInForce.IOC),
+                NewOrder(id=5, price=19, qty=1, **buy), Query(market=0, levels=3)]
+    run_engine(SMALL, commands)
+
+
 def test_engine_needs_two_slots() -> None:
     with pytest.raises(ValueError, match="at least 2 order slots, not 1"):
         MatchingEngine(MatchingConfig(markets=1, levels=64, orders=1, ids=4))
