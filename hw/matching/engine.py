@@ -186,9 +186,14 @@ class MatchingEngine(wiring.Component):
         # One read address for the order table's fields and one for the level table's.
         o_raddr = Signal(slot_bits)
         l_raddr = Signal(len(head_r.addr))
+        h_raddr = Signal(len(head_r.addr))
         m.d.comb += [info_r.addr.eq(o_raddr), oqty_r.addr.eq(o_raddr), next_r.addr.eq(o_raddr),
-                     prev_r.addr.eq(o_raddr), head_r.addr.eq(l_raddr), tail_r.addr.eq(l_raddr),
+                     prev_r.addr.eq(o_raddr), head_r.addr.eq(h_raddr), tail_r.addr.eq(l_raddr),
                      lqty_r.addr.eq(l_raddr)]
+        # The level heads' read address is the level table's but in DECODE, which reads the
+        # opposite book's cached best level's head beside its own level's tail and total, so
+        # that a taker goes into that level at once (see ``accept``).
+        m.d.comb += h_raddr.eq(l_raddr)
 
         m.submodules.occupancy = occupancy = OccupancyBitmap(books, L)
         m.submodules.free_list = free_list = FreeList(cfg.orders)
@@ -632,6 +637,11 @@ class MatchingEngine(wiring.Component):
                         search(opp_book, opp_desc, "POST_ONLY_CHECK")
                     with m.Elif(new.tif == TimeInForce.FOK):
                         search(opp_book, opp_desc, "FOK_LEVEL")
+                    with m.Elif(opp_best_known & (is_market | opp_best_crosses) & ~stage_on_best):
+                        # TAKE_LEVEL's work: the best level's head was read in this clock.
+                        m.d.sync += [wc_valid.eq(0), s_found.eq(1), s_q.eq(opp_best),
+                                     lvl_p.eq(opp_best), lvl_new.eq(1)]
+                        m.next = "TAKE_HEAD"
                     with m.Else():
                         search(opp_book, opp_desc, "TAKE_LEVEL")
 
@@ -647,11 +657,20 @@ class MatchingEngine(wiring.Component):
                                    rel(best_p[opp_book]) >= index)
             rests_now = (~is_market & (new.tif == TimeInForce.GTC) & ~best_stale[opp_book]
                          & (~best_valid[opp_book] | ~opp_best_crosses))
+            # A taker whose opposite best level is cached goes into it from DECODE, whose clock
+            # reads that level's head, unless a stage writes that level's head in this clock
+            # (the read would miss it): the link stage's order may be its first, the unlink
+            # stage's its head. Then TAKE_LEVEL reads it a clock later.
+            opp_best = best_p[opp_book]
+            opp_best_known = ~best_stale[opp_book] & best_valid[opp_book]
+            stage_on_best = ((lk_valid & (lk_book == opp_book) & (lk_p == opp_best))
+                             | (ul_valid & (a_book == opp_book) & (a_p == opp_best)))
             with m.State("DECODE"):
                 # The id map's entry for the command's id was read in the clock that took it:
                 # id_entry has it. A new order's level is read whatever is decided (only
                 # ``rest`` uses it): the address then does not wait for the id map's entry.
-                m.d.comb += l_raddr.eq(level_addr(own_book, new.price[:log2_l]))
+                m.d.comb += [l_raddr.eq(level_addr(own_book, new.price[:log2_l])),
+                             h_raddr.eq(level_addr(opp_book, opp_best))]
                 m.d.sync += [pf_armed.eq(0), sc_valid[0].eq(0), sc_valid[1].eq(0)]
                 with m.Switch(op):
                     with m.Case(Opcode.NEW_ORDER):

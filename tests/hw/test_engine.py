@@ -306,6 +306,26 @@ def test_a_top_of_book_query_waits_for_no_bitmap_query() -> None:
     assert taken_at[2] - taken_at[1] == 1 + 5, taken_at
 
 
+@pytest.mark.parametrize("before", ["nothing", "a new best level", "its head canceled"])
+def test_a_taker_goes_into_the_cached_best_level_from_its_decode(before: str) -> None:
+    """A taker whose opposite best level is cached reads that level's head in its decode
+    clock, so its first fill comes 2 clocks after its `accepted` (the head's order row, the
+    fill). When the command before it left a stage writing that level's head in the taker's
+    decode clock (an order resting on an empty level, which is then the best; a cancel of the
+    level's head), the read would miss the write: the taker reads the level a clock later."""
+    sell = dict(market=0, account=1, side=Side.SELL)
+    book: list[Command] = [NewOrder(id=1, price=24, qty=2, **sell),
+                           NewOrder(id=2, price=24, qty=3, **sell)]
+    last: list[Command] = {"nothing": [NewOrder(id=3, price=26, qty=4, **sell)],
+                           "a new best level": [NewOrder(id=3, price=22, qty=4, **sell)],
+                           "its head canceled": [Cancel(market=0, id=1)]}[before]
+    taker = NewOrder(market=0, id=50, account=2, price=30, qty=9, side=Side.BUY)
+    taken_at: list[int] = []
+    run_engine(SMALL, [*book, *last, taker, Query(market=0, levels=2)], taken_at=taken_at)
+    accepted, first_fill = taken_at[3], taken_at[4]
+    assert first_fill - accepted == (2 if before == "nothing" else 3), taken_at
+
+
 def test_a_walk_takes_its_next_levels_from_the_word_it_searched() -> None:
     """A query's and a mass cancel's walks search level after level in the book's order; each
     bitmap answer brings the rest of its word, so the next levels in that word come without a
