@@ -508,6 +508,9 @@ class MatchingEngine(wiring.Component):
         m.d.sync += lk_valid.eq(0)  # unless ``rest`` hands it another order
         ul_valid = Signal()  # the unlink stage: its arguments are REMOVE's (a_book, a_p, rm_*)
         m.d.sync += ul_valid.eq(0)
+        mt_valid = Signal()  # the total stage: level (a_book, a_p) from rm_qty to mt_new
+        mt_new = Signal(32)
+        m.d.sync += mt_valid.eq(0)
         # The id map write of the clock that took the command (``rest``'s or a cancel's).
         fwid_valid = Signal()
         fwid = Signal(32)
@@ -976,6 +979,7 @@ class MatchingEngine(wiring.Component):
             # ---- Cancel and modify ----
             new_qty = cmd.body.modify.qty
             requeued = new_qty > mk_qty
+            grows = new_qty > oqty_r.data  # in FOUND: larger than the order's quantity
             with m.State("FOUND"):
                 info = info_r.data
                 # The order's level, read whatever is decided (only a modify uses it): the
@@ -999,22 +1003,23 @@ class MatchingEngine(wiring.Component):
                         m.d.sync += [ul_valid.eq(1), fwid_valid.eq(1), fwid.eq(cmd.body.cancel.id),
                                      fwid_entry.eq(0)]
                         finish()
-                with m.Else():  # modify: the quantity now, the level's total next
+                with m.Elif(grows & row_next.valid):  # to the back of the level
                     m.d.comb += [oqty_w.addr.eq(cur), oqty_w.data.eq(new_qty), oqty_w.en.eq(1)]
                     m.next = "MODIFY_TOTAL"
-            with m.State("MODIFY_TOTAL"):
-                m.d.comb += [l_raddr.eq(level_addr(lvl_book, lvl_p)),  # held while an event waits
-                             lqty_w.addr.eq(level_addr(lvl_book, lvl_p)),
-                             lqty_w.data.eq(lqty_r.data + new_qty - mk_qty)]
-                md = ev.body.modified
-                with m.If(requeued & mk_next.valid):  # to the back of the level
-                    m.d.comb += lqty_w.en.eq(1)
-                    link(cur, lvl_book, lvl_p, "UNLINK", "MODIFY_REQUEUE")
-                with m.Else():
-                    with emitting(ev.header.kind.eq(EventKind.MODIFIED), md.id.eq(mk_id),
-                                  md.qty.eq(new_qty), md.requeued.eq(requeued)):
-                        m.d.comb += lqty_w.en.eq(1)
+                with m.Else():  # it keeps its place: the level's total in the total stage
+                    md = ev.body.modified
+                    with emitting(ev.header.kind.eq(EventKind.MODIFIED), md.id.eq(info.id),
+                                  md.qty.eq(new_qty), md.requeued.eq(grows)):
+                        # The quantity written only as the event goes out: a FOUND that waits
+                        # reads the order's row again, and must find the old quantity.
+                        m.d.comb += [oqty_w.addr.eq(cur), oqty_w.data.eq(new_qty), oqty_w.en.eq(1)]
+                        m.d.sync += [mt_valid.eq(1), mt_new.eq(new_qty), rm_qty.eq(oqty_r.data),
+                                     a_book.eq(Cat(info.side, info.market)), a_p.eq(info.level)]
                         finish()
+            with m.State("MODIFY_TOTAL"):
+                m.d.comb += [lqty_w.addr.eq(level_addr(lvl_book, lvl_p)),
+                             lqty_w.data.eq(lqty_r.data + new_qty - mk_qty), lqty_w.en.eq(1)]
+                link(cur, lvl_book, lvl_p, "UNLINK", "MODIFY_REQUEUE")
             with m.State("MODIFY_REQUEUE"):
                 m.d.sync += a_qty.eq(0)  # the total is up to date already
                 link(cur, lvl_book, lvl_p, "LINK", "MODIFIED")
@@ -1331,6 +1336,15 @@ class MatchingEngine(wiring.Component):
                          fw_prev.eq(rm_prev),
                          fw_next_written.eq(rm_prev.valid), fw_next_slot.eq(rm_prev.slot),
                          fw_next.eq(rm_next)]
+
+        # The total stage: a modify that keeps its order's place (its last clock emitted
+        # `modified` and wrote the quantity, and read the level's total) changes the level's
+        # total beside the next command's decode, as the unlink stage does for a cancel.
+        with m.If(mt_valid):
+            mt_total = lqty_r.data + mt_new - rm_qty
+            m.d.comb += [lqty_w.addr.eq(ul_addr), lqty_w.data.eq(mt_total), lqty_w.en.eq(1)]
+            m.d.sync += [fw_valid.eq(1), fw_addr.eq(ul_addr), fw_total.eq(mt_total),
+                         fw_tail_written.eq(0)]
 
         # The search ahead's second query (the whole book, for the wrap), in the clock after
         # the first: the state machine is in TAKE_ORDER then, which never queries.

@@ -232,12 +232,17 @@ def test_simple_commands_back_to_back_take_one_and_two_clocks() -> None:
         adds.append(NewOrder(market=i % 2, id=i + 1, account=1, price=price, qty=3, side=side,
                              post_only=i % 4 == 3))
     cancels: list[Command] = [Cancel(market=i % 2, id=i + 1) for i in (5, 0, 7, 2, 1, 6)]
+    # Smaller, or larger for the tail of its level (ids 4 and 8 are), keep their places.
+    modifies: list[Command] = [Modify(market=i % 2, id=i + 1, qty=q)
+                               for i, q in ((3, 1), (4, 2), (7, 9), (3, 2))]
     taken_at: list[int] = []
-    run_engine(SMALL, adds + cancels, taken_at=taken_at)
+    run_engine(SMALL, adds + cancels + modifies, taken_at=taken_at)
     add_gaps = [b - a for a, b in itertools.pairwise(taken_at[:8])]
-    cancel_gaps = [b - a for a, b in itertools.pairwise(taken_at[7:])]
+    cancel_gaps = [b - a for a, b in itertools.pairwise(taken_at[7:14])]
+    modify_gaps = [b - a for a, b in itertools.pairwise(taken_at[14:])]
     assert add_gaps == [1] * 7, add_gaps
     assert cancel_gaps == [2] * 6, cancel_gaps
+    assert modify_gaps == [2] * 3, modify_gaps
 
 
 @pytest.mark.parametrize("follower", ["cancel last", "cancel first", "modify last",
@@ -291,6 +296,33 @@ def test_a_command_right_after_a_cancel_sees_its_unlink(follower: str) -> None:
                 NewOrder(market=0, id=60, account=2, price=30, qty=30, side=Side.BUY),
                 Query(market=0, levels=2)]
     run_engine(SMALL, commands)
+
+
+@pytest.mark.parametrize("follower", ["add same level", "cancel other", "modify same",
+                                      "modify other", "cross the level", "query"])
+def test_a_command_right_after_a_modify_sees_its_total(follower: str) -> None:
+    """A modify that keeps its order's place emits and writes the quantity in its last clock;
+    the total stage changes the level's total beside the next command's decode. A command
+    right after it that reads that total (an order resting on the level takes it from the
+    stage's forward; the others read it a clock later) shows a wrong total as a wrong fill or
+    query row."""
+    sell = dict(market=0, account=1, side=Side.SELL)
+    book: list[Command] = [NewOrder(id=i, price=20, qty=i, **sell) for i in (1, 2, 3)]
+    book.append(NewOrder(id=9, price=25, qty=4, **sell))
+    follow: Command = {
+        "add same level": NewOrder(id=4, price=20, qty=5, **sell),
+        "cancel other": Cancel(market=0, id=3),
+        "modify same": Modify(market=0, id=2, qty=8),
+        "modify other": Modify(market=0, id=1, qty=7),
+        "cross the level": NewOrder(market=0, id=50, account=2, price=20, qty=2, side=Side.BUY),
+        "query": Query(market=0, levels=2),
+    }[follower]
+    commands = [*book, Modify(market=0, id=2, qty=1), follow, Query(market=0, levels=2),
+                NewOrder(market=0, id=60, account=2, price=30, qty=40, side=Side.BUY),
+                Query(market=0, levels=2)]
+    run_engine(SMALL, commands)
+    for seed in range(4):  # the modify's event waiting for room
+        run_engine(SMALL, commands, ready=0.1, seed=seed)
 
 
 def test_a_top_of_book_query_waits_for_no_bitmap_query() -> None:
