@@ -240,7 +240,6 @@ class MatchingEngine(wiring.Component):
 
         cur = Signal(slot_bits)  # the order being looked at
         lvl_p = Signal(log2_l)  # its level's address
-        lvl_book = Signal(len(own_book))
         mk_id = Signal(32)
         mk_account = Signal(32)
         mk_qty = Signal(32)
@@ -322,7 +321,7 @@ class MatchingEngine(wiring.Component):
                         else:
                             m.next = state
 
-        for sub in ("SEARCH", "LINK", "UNLINK", "REMOVE"):
+        for sub in ("SEARCH", "LINK", "REMOVE"):
             ret_regs[sub] = Signal(8, name=f"ret_{sub.lower()}")
 
         # The best level of each book, cached: a search for it answers in one clock instead of a
@@ -959,6 +958,30 @@ class MatchingEngine(wiring.Component):
                 with canceled(new.id, remaining, CancelReason.SELF_TRADE):
                     finish()
 
+            # ---- Taking order a_slot out of level (a_book, a_p)'s list ----
+            def unlink_writes(prev: Any, nxt: Any, mark_stale: bool = True) -> None:
+                """Take order a_slot (between ``prev`` and ``nxt``) out of level (a_book, a_p)'s
+                list; ``mark_stale``: mark the best-level cache stale if the level empties
+                (the unlink stage's caller has done it a clock earlier)."""
+                addr = level_addr(a_book, a_p)
+                # The bitmap's row whatever the pointers say (they come from block RAM).
+                m.d.comb += [occupancy.i_update.payload.book.eq(a_book),
+                             occupancy.i_update.payload.index.eq(a_p),
+                             occupancy.i_update.payload.set.eq(0)]
+                with m.If(prev.valid):
+                    m.d.comb += [next_w.addr.eq(prev.slot), next_w.data.eq(nxt), next_w.en.eq(1)]
+                with m.Else():
+                    m.d.comb += [head_w.addr.eq(addr), head_w.data.eq(nxt.slot), head_w.en.eq(1)]
+                with m.If(nxt.valid):
+                    m.d.comb += [prev_w.addr.eq(nxt.slot), prev_w.data.eq(prev), prev_w.en.eq(1)]
+                with m.Else():
+                    m.d.comb += [tail_w.addr.eq(addr), tail_w.data.eq(prev), tail_w.en.eq(1)]
+                with m.If(~prev.valid & ~nxt.valid):  # the level is empty now
+                    if mark_stale:
+                        emptied(a_book, a_p)
+                    m.d.comb += occupancy.i_update.valid.eq(1)
+
+
             # ---- Subroutine REMOVE's first clock, also done by a cancel in FOUND ----
             rm_prev = Signal(link_layout)
             rm_next = Signal(link_layout)
@@ -978,7 +1001,6 @@ class MatchingEngine(wiring.Component):
 
             # ---- Cancel and modify ----
             new_qty = cmd.body.modify.qty
-            requeued = new_qty > mk_qty
             grows = new_qty > oqty_r.data  # in FOUND: larger than the order's quantity
             with m.State("FOUND"):
                 info = info_r.data
@@ -987,8 +1009,6 @@ class MatchingEngine(wiring.Component):
                 m.d.comb += [o_raddr.eq(cur),  # the data holds while an event waits
                              free_list.i_free.payload.eq(cur),  # not waiting for the decision
                              l_raddr.eq(level_addr(Cat(info.side, info.market), info.level))]
-                m.d.sync += [mk_id.eq(info.id), mk_qty.eq(oqty_r.data), mk_next.eq(row_next),
-                             lvl_book.eq(Cat(info.side, info.market)), lvl_p.eq(info.level)]
                 with m.If(info.market != market):
                     reject(RejectReason.UNKNOWN_ID, cmd.body.cancel.id)
                 with m.Elif((op == Opcode.CANCEL) | (new_qty == 0)):
@@ -1003,31 +1023,30 @@ class MatchingEngine(wiring.Component):
                         m.d.sync += [ul_valid.eq(1), fwid_valid.eq(1), fwid.eq(cmd.body.cancel.id),
                                      fwid_entry.eq(0)]
                         finish()
-                with m.Elif(grows & row_next.valid):  # to the back of the level
-                    m.d.comb += [oqty_w.addr.eq(cur), oqty_w.data.eq(new_qty), oqty_w.en.eq(1)]
-                    m.next = "MODIFY_TOTAL"
-                with m.Else():  # it keeps its place: the level's total in the total stage
+                with m.Else():  # modify
                     md = ev.body.modified
                     with emitting(ev.header.kind.eq(EventKind.MODIFIED), md.id.eq(info.id),
                                   md.qty.eq(new_qty), md.requeued.eq(grows)):
                         # The quantity written only as the event goes out: a FOUND that waits
                         # reads the order's row again, and must find the old quantity.
                         m.d.comb += [oqty_w.addr.eq(cur), oqty_w.data.eq(new_qty), oqty_w.en.eq(1)]
-                        m.d.sync += [mt_valid.eq(1), mt_new.eq(new_qty), rm_qty.eq(oqty_r.data),
+                        m.d.sync += [rm_qty.eq(oqty_r.data), rm_prev.eq(row_prev),
+                                     rm_next.eq(row_next),
                                      a_book.eq(Cat(info.side, info.market)), a_p.eq(info.level)]
-                        finish()
-            with m.State("MODIFY_TOTAL"):
-                m.d.comb += [lqty_w.addr.eq(level_addr(lvl_book, lvl_p)),
-                             lqty_w.data.eq(lqty_r.data + new_qty - mk_qty), lqty_w.en.eq(1)]
-                link(cur, lvl_book, lvl_p, "UNLINK", "MODIFY_REQUEUE")
-            with m.State("MODIFY_REQUEUE"):
-                m.d.sync += a_qty.eq(0)  # the total is up to date already
-                link(cur, lvl_book, lvl_p, "LINK", "MODIFIED")
-            with m.State("MODIFIED"):
-                md = ev.body.modified
-                with emitting(ev.header.kind.eq(EventKind.MODIFIED), md.id.eq(mk_id),
-                              md.qty.eq(new_qty), md.requeued.eq(requeued)):
-                    finish()
+                        with m.If(grows & row_next.valid):  # to the back of its level
+                            m.next = "MODIFY_MOVE"
+                        with m.Else():  # it keeps its place: the total in the total stage
+                            m.d.sync += [mt_valid.eq(1), mt_new.eq(new_qty)]
+                            finish()
+            with m.State("MODIFY_MOVE"):
+                # Out of its place (its pointers and its level's total were read in FOUND),
+                # the total changed; LINK then appends it behind the level's tail, which is
+                # another order (this one had a successor).
+                m.d.comb += [lqty_w.addr.eq(level_addr(a_book, a_p)),
+                             lqty_w.data.eq(lqty_r.data + new_qty - rm_qty), lqty_w.en.eq(1)]
+                unlink_writes(rm_prev, rm_next)
+                m.d.sync += a_qty.eq(0)
+                link(cur, a_book, a_p, "LINK", "IDLE")
 
             # ---- Mass cancel: bids best first, then asks best first, oldest first ----
             mc_side = Signal()
@@ -1167,36 +1186,6 @@ class MatchingEngine(wiring.Component):
                               bc.count.eq(batch_count)):
                     m.d.sync += [batch.eq(batch + 1), batch_count.eq(0)]
                     finish()
-
-            # ---- Subroutine: take order a_slot out of level (a_book, a_p)'s list ----
-            def unlink_writes(prev: Any, nxt: Any, mark_stale: bool = True) -> None:
-                """Take order a_slot (between ``prev`` and ``nxt``) out of level (a_book, a_p)'s
-                list; ``mark_stale``: mark the best-level cache stale if the level empties
-                (the unlink stage's caller has done it a clock earlier)."""
-                addr = level_addr(a_book, a_p)
-                # The bitmap's row whatever the pointers say (they come from block RAM).
-                m.d.comb += [occupancy.i_update.payload.book.eq(a_book),
-                             occupancy.i_update.payload.index.eq(a_p),
-                             occupancy.i_update.payload.set.eq(0)]
-                with m.If(prev.valid):
-                    m.d.comb += [next_w.addr.eq(prev.slot), next_w.data.eq(nxt), next_w.en.eq(1)]
-                with m.Else():
-                    m.d.comb += [head_w.addr.eq(addr), head_w.data.eq(nxt.slot), head_w.en.eq(1)]
-                with m.If(nxt.valid):
-                    m.d.comb += [prev_w.addr.eq(nxt.slot), prev_w.data.eq(prev), prev_w.en.eq(1)]
-                with m.Else():
-                    m.d.comb += [tail_w.addr.eq(addr), tail_w.data.eq(prev), tail_w.en.eq(1)]
-                with m.If(~prev.valid & ~nxt.valid):  # the level is empty now
-                    if mark_stale:
-                        emptied(a_book, a_p)
-                    m.d.comb += occupancy.i_update.valid.eq(1)
-
-            with m.State("UNLINK"):
-                m.d.comb += o_raddr.eq(a_slot)
-                m.next = "UNLINK_WRITE"
-            with m.State("UNLINK_WRITE"):
-                unlink_writes(prev_r.data, next_r.data)
-                ret("UNLINK")
 
             # ---- Subroutine: remove order a_slot from the book, whatever quantity it has ----
             # The caller has put a_slot on the order table's read address (see ``remove``).

@@ -298,6 +298,23 @@ def test_a_command_right_after_a_cancel_sees_its_unlink(follower: str) -> None:
     run_engine(SMALL, commands)
 
 
+def test_a_modify_that_moves_its_order_to_the_back_takes_five_clocks() -> None:
+    """A larger quantity sends an order with a successor to the back of its level: FOUND
+    emits `modified` and writes the quantity, the next clock takes the order out of its place
+    (its pointers were read in FOUND) and writes the level's total, and LINK appends it behind
+    the tail (2 clocks): 5 in all (9 when the move re-read the order's row and emitted last).
+    A sweep then shows the new order of the level."""
+    sell = dict(market=0, account=1, side=Side.SELL)
+    book: list[Command] = [NewOrder(id=i, price=20, qty=i, **sell) for i in (1, 2, 3, 4)]
+    moves: list[Command] = [Modify(market=0, id=i, qty=10 + i) for i in (2, 1, 3, 4, 2)]
+    taken_at: list[int] = []
+    run_engine(SMALL, [*book, *moves,
+                       NewOrder(market=0, id=50, account=2, price=20, qty=30, side=Side.BUY),
+                       Query(market=0, levels=1)], taken_at=taken_at)
+    gaps = [b - a for a, b in itertools.pairwise(taken_at[4:9])]
+    assert gaps[:3] == [5] * 3, gaps  # the fourth moves the tail: it keeps its place
+
+
 @pytest.mark.parametrize("follower", ["add same level", "cancel other", "modify same",
                                       "modify other", "cross the level", "query"])
 def test_a_command_right_after_a_modify_sees_its_total(follower: str) -> None:
