@@ -351,6 +351,7 @@ def cmd_bench_core(args: argparse.Namespace) -> int:
         CoreBenchFailed,
         CoreHashing,
         CoreThroughput,
+        clocks_by_kind,
         expected_events,
         measure_core,
     )
@@ -369,7 +370,7 @@ def cmd_bench_core(args: argparse.Namespace) -> int:
     own += [CoreHashing(slices_per_clock=w, queue_depth=args.queue_depth)
             for w in args.slices_per_clock or ()]
     stages: list[CoreHashing] = []
-    if args.boards or not own:
+    if args.boards or not (own or args.by_kind):
         stages.append(CoreHashing.from_core_arguments(BOARD_HASHING))
     for option in own:
         stages += [option, dataclasses.replace(option, shared=True)] if args.shared else [option]
@@ -390,6 +391,7 @@ def cmd_bench_core(args: argparse.Namespace) -> int:
           + " | ".join(f"events/s at {mhz:g} MHz" for mhz in args.mhz) + " |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(args.mhz), flush=True)
     started = time.perf_counter()
+    alone: CoreThroughput | None = None
     for stage in [None, *stages]:
         expected = expected_events(records, config, hashed=stage is not None)
         label = ("engine alone" if stage is None else
@@ -414,7 +416,23 @@ def cmd_bench_core(args: argparse.Namespace) -> int:
         print(f"| {' | '.join(columns[:3])} | {result.commands:,} | {result.events:,} | "
               f"{result.clocks:,} | {result.clocks_per_command:.2f} | "
               f"{result.clocks_per_event:.2f} | {columns[3]} | {rates} |", flush=True)
+        if stage is None:
+            alone = result
     print(f"{1 + len(stages)} runs in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    if args.by_kind and alone is not None:
+        rows = clocks_by_kind(records, expected_events(records, config, hashed=False), alone.taken)
+        counted = sum(r.clocks for r in rows)
+        print("\nthe matching engine alone, by kind of command (each command's clocks: from its "
+              "taking to the next's; the last command left out)\n")
+        print("| command | commands | clocks | share of clocks | clocks per command | "
+              "events per command |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r.kind} | {r.commands:,} | {r.clocks:,} | {100 * r.clocks / counted:.1f}% | "
+                  f"{r.clocks_per_command:.2f} | {r.events / r.commands:.2f} |")
+        print(f"| all | {sum(r.commands for r in rows):,} | {counted:,} | 100% | "
+              f"{counted / sum(r.commands for r in rows):.2f} | "
+              f"{sum(r.events for r in rows) / sum(r.commands for r in rows):.2f} |")
     return EXIT_OK
 
 
@@ -612,6 +630,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boards", action="store_true",
                    help="also measure the boards' hashing stage (hw/boards.py; measured anyway "
                         "when no ring or core is named)")
+    p.add_argument("--by-kind", action="store_true",
+                   help="also print where the matching engine's clocks go, by kind of command "
+                        "(the boards' hashing stage is then measured only with --boards)")
     p.add_argument("--mhz", type=float, nargs="+", default=[30.0, 40.0], metavar="F",
                    help="clocks to express events/s at (default 30, the boards', and 40.0, the "
                         "matching engine's out-of-context Fmax at commit e23fe63)")

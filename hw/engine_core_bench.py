@@ -17,6 +17,9 @@ Counted per run (:class:`CoreThroughput`):
 - ``held``: edges at which the matching engine had an event at its output that the hashing
   stage did not take (the engine's ``o_event.valid`` high, ``ready`` low): the clocks the
   stage held the engine back. The host side is always ready, so the stage alone causes them.
+- ``taken``: the clock each command was taken at, from which :func:`clocks_by_kind` tells
+  where the clocks go: the clocks from one command's taking to the next's are the first's
+  (commands are offered back to back, so the engine takes the next as soon as it is done).
 """
 
 from __future__ import annotations
@@ -32,10 +35,27 @@ from .hashing.batch_hasher import check_batch_hasher
 from .matching.config import MatchingConfig
 from .matching.engine import MatchingEngine
 from .matching.model import MatchingModel
-from .protocol import COMMAND_CODEC, EVENT, EVENT_CODEC, Event
+from .protocol import (
+    COMMAND_CODEC,
+    EVENT,
+    EVENT_CODEC,
+    Cancel,
+    Canceled,
+    CloseBatch,
+    Event,
+    Fill,
+    MassCancelAccount,
+    MassCancelMarket,
+    Modified,
+    Modify,
+    NewOrder,
+    Query,
+    Rejected,
+    SetWindow,
+)
 
-__all__ = ["CoreBenchFailed", "CoreHashing", "CoreThroughput", "ExpectedEvent", "expected_events",
-           "measure_core"]
+__all__ = ["CoreBenchFailed", "CoreHashing", "CoreThroughput", "ExpectedEvent", "KindClocks",
+           "clocks_by_kind", "expected_events", "measure_core"]
 
 #: Clocks watched after the last expected event for one the model does not emit.
 SETTLE_CLOCKS = 100
@@ -107,6 +127,8 @@ class CoreThroughput:
     """From the edge that offers the first command to the edge that takes the last event."""
     held: int
     """Edges at which the hashing stage held an event at the engine's output (0 alone)."""
+    taken: tuple[int, ...] = ()
+    """The clock (counted as ``clocks`` is) at which each command was taken."""
 
     @property
     def clocks_per_command(self) -> float:
@@ -168,6 +190,7 @@ def measure_core(records: Sequence[bytes], config: MatchingConfig, hashing: Core
         quiet_limit += 200 * hashing.permutation_clocks
     payloads = [int.from_bytes(raw, "little") for raw in records]
     counts = {"clocks": 0, "held": 0}
+    taken_clocks: list[int] = []
 
     async def bench(ctx: Any) -> None:
         command = dut.i_command
@@ -176,6 +199,7 @@ def measure_core(records: Sequence[bytes], config: MatchingConfig, hashing: Core
         ctx.set(dut.o_event.ready, 1)
         await ctx.tick().until(dut.ready)
         sent = got = clock = held = quiet = 0
+        taken_at: list[int] = []
         ctx.set(command_payload, payloads[0])
         ctx.set(command.valid, 1)
         while got < len(expected):
@@ -189,6 +213,7 @@ def measure_core(records: Sequence[bytes], config: MatchingConfig, hashing: Core
             quiet += 1
             if sent < len(payloads) and taken:
                 sent += 1
+                taken_at.append(clock)
                 quiet = 0
                 if sent < len(payloads):
                     ctx.set(command_payload, payloads[sent])
@@ -213,6 +238,7 @@ def measure_core(records: Sequence[bytes], config: MatchingConfig, hashing: Core
                     f"none for {quiet_limit:,}; {waiting}; the next expected is "
                     f"{expected[got].event}")
         counts["clocks"], counts["held"] = clock, held
+        taken_clocks.extend(taken_at)
         for _ in range(SETTLE_CLOCKS):
             _, _, valid, bits = await ctx.tick().sample(dut.o_event.valid, event_payload)
             if valid:
@@ -223,7 +249,63 @@ def measure_core(records: Sequence[bytes], config: MatchingConfig, hashing: Core
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    return CoreThroughput(hashing, len(records), len(expected), counts["clocks"], counts["held"])
+    return CoreThroughput(hashing, len(records), len(expected), counts["clocks"], counts["held"],
+                          tuple(taken_clocks))
+
+
+@dataclass(frozen=True)
+class KindClocks:
+    kind: str
+    commands: int
+    clocks: int
+    """From the taking of each command of the kind to the taking of the command after it."""
+    events: int
+
+    @property
+    def clocks_per_command(self) -> float:
+        return self.clocks / self.commands
+
+
+def _kind(record: bytes, events: Sequence[Event]) -> str:
+    """What a command is, and what it came to (from the model's events)."""
+    command = COMMAND_CODEC.unpack(record)
+    if any(isinstance(e, Rejected) for e in events):
+        return "rejected"
+    if isinstance(command, NewOrder):
+        if any(isinstance(e, Fill) for e in events):
+            return "new order, fills"
+        if any(isinstance(e, Canceled) for e in events):
+            return "new order, canceled without a fill"
+        return "new order, rests"
+    if isinstance(command, Modify):
+        if any(isinstance(e, Canceled) for e in events):
+            return "modify to 0 (cancel)"
+        larger = any(isinstance(e, Modified) and e.requeued for e in events)
+        return "modify, larger (to the back)" if larger else "modify, smaller (keeps its place)"
+    names: list[tuple[type, str]] = [
+        (Cancel, "cancel"), (MassCancelAccount, "mass cancel"), (MassCancelMarket, "mass cancel"),
+        (Query, "query"), (SetWindow, "set window"), (CloseBatch, "close batch")]
+    return next((name for kind, name in names if isinstance(command, kind)), type(command).__name__)
+
+
+def clocks_by_kind(records: Sequence[bytes], expected: Sequence[ExpectedEvent],
+                   taken: Sequence[int]) -> list[KindClocks]:
+    """Where a run's clocks went, by kind of command, most clocks first: each command's clocks
+    are those from its taking to the next command's (the last command, which nothing follows,
+    is left out). ``taken``: :attr:`CoreThroughput.taken` of the run."""
+    if len(taken) != len(records):
+        raise ValueError(f"{len(taken)} taking clocks for {len(records)} commands")
+    events: list[list[Event]] = [[] for _ in records]
+    for e in expected:
+        events[e.command].append(e.event)
+    totals: dict[str, list[int]] = {}
+    for i in range(len(records) - 1):
+        row = totals.setdefault(_kind(records[i], events[i]), [0, 0, 0])
+        row[0] += 1
+        row[1] += taken[i + 1] - taken[i]
+        row[2] += len(events[i])
+    rows = [KindClocks(kind, n, clocks, count) for kind, (n, clocks, count) in totals.items()]
+    return sorted(rows, key=lambda r: (-r.clocks, r.kind))
 
 
 def _event(bits: int) -> str:
