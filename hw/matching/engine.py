@@ -1071,19 +1071,31 @@ class MatchingEngine(wiring.Component):
                 m.d.sync += cur.eq(head_r.data)
                 m.next = "MASS_ORDER"
             with m.State("MASS_ORDER"):
-                m.d.sync += [mk_id.eq(info_r.data.id), mk_qty.eq(oqty_r.data), mk_next.eq(next_r.data)]
-                with m.If(whole | (info_r.data.account == cmd.body.mass_cancel_account.account)):
-                    m.next = "MASS_CANCEL"
+                # The order's row is on the read data. One of the account's (or any, for the
+                # whole market): canceled and freed in this clock, taken out of its list by the
+                # unlink stage in the next (MASS_NEXT, which writes nothing) while its successor's
+                # row is read; another's: its successor's row is read at once.
+                info = info_r.data
+                m.d.comb += [o_raddr.eq(cur),  # the data holds while an event waits
+                             free_list.i_free.payload.eq(cur)]
+                with m.If(whole | (info.account == cmd.body.mass_cancel_account.account)):
+                    with canceled(info.id, oqty_r.data, CancelReason.MASS_CANCEL):
+                        removing(cur)
+                        with m.If(~row_prev.valid & ~row_next.valid):
+                            emptied(Cat(info.side, info.market), info.level)
+                        m.d.sync += [mc_count.eq(mc_count + 1), ul_valid.eq(1)]
+                        m.next = "MASS_NEXT"
+                with m.Elif(row_next.valid):
+                    m.d.comb += o_raddr.eq(row_next.slot)
+                    m.d.sync += cur.eq(row_next.slot)
                 with m.Else():
-                    m.next = "MASS_NEXT"
-            with m.State("MASS_CANCEL"):
-                with canceled(mk_id, mk_qty, CancelReason.MASS_CANCEL):
-                    m.d.sync += mc_count.eq(mc_count + 1)
-                    remove(cur, "MASS_NEXT")
+                    search(mc_book, mc_side == Side.BUY.value, "MASS_LEVEL", after=lvl_p)
             with m.State("MASS_NEXT"):
-                with m.If(mk_next.valid):
-                    m.d.comb += o_raddr.eq(mk_next.slot)
-                    m.d.sync += cur.eq(mk_next.slot)
+                # The successor's row is read in the clock the unlink stage writes its pointers:
+                # the stage's forwarding gives MASS_ORDER what it wrote.
+                with m.If(rm_next.valid):
+                    m.d.comb += o_raddr.eq(rm_next.slot)
+                    m.d.sync += cur.eq(rm_next.slot)
                     m.next = "MASS_ORDER"
                 with m.Else():
                     search(mc_book, mc_side == Side.BUY.value, "MASS_LEVEL", after=lvl_p)
@@ -1313,7 +1325,8 @@ class MatchingEngine(wiring.Component):
 
         # The unlink stage (see above): REMOVE_WRITE's work for a canceled order, whose level's
         # total was read in the cancel's clock (no stage wrote it then: the state machine was
-        # in FOUND, after DECODE). The state machine is in DECODE or IDLE now.
+        # in FOUND, after DECODE, or in MASS_ORDER, after MASS_HEAD or MASS_NEXT). The state
+        # machine is in DECODE, IDLE or MASS_NEXT now, which write none of these memories.
         ul_addr = level_addr(a_book, a_p)
         with m.If(ul_valid):
             m.d.comb += [lqty_w.addr.eq(ul_addr), lqty_w.data.eq(lqty_r.data - rm_qty),

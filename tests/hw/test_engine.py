@@ -395,10 +395,32 @@ def test_a_walk_takes_its_next_levels_from_the_word_it_searched() -> None:
     taken_at = []
     run_engine(SMALL, [*twice, MassCancelAccount(market=0, account=1)], taken_at=taken_at)
     cancels = [b - a for a, b in itertools.pairwise(taken_at[-7:-1])]  # its six cancels
-    # 22 -> 20 waits for a query (the best level's word is not cached); 20 -> 18 comes from
-    # the word: 7 clocks, 16 before.
-    assert cancels[3] == 7, cancels
+    # Within a level, an order canceled every 2 clocks (its row read, then its successor's
+    # beside the unlink stage; 5 before); 22 -> 20 waits for a query (the best level's word is
+    # not cached); 20 -> 18 comes from the word: 4 clocks (16 before the word was kept).
+    assert [cancels[i] for i in (0, 2, 4)] == [2, 2, 2], cancels
+    assert cancels[3] == 4, cancels
     assert cancels[1] > 10, cancels
+
+
+@pytest.mark.parametrize("ready", [1.0, 0.2])
+def test_a_mass_cancel_takes_out_runs_of_neighbours(ready: float) -> None:
+    """A mass cancel frees an order in the clock it reads it and reads its successor's row in
+    the next, beside the unlink stage that rewrites that successor's pointers: runs of the
+    account's orders next to each other, at a level's head and tail, between others' orders,
+    and levels it empties (the best level's cache then stale). Sweeps and queries afterwards
+    show a wrong pointer or total as a wrong event."""
+    accounts = [1, 1, 2, 1, 1, 2, 2, 1]
+    book: list[Command] = [NewOrder(market=0, id=i, account=a, price=20, qty=i + 1, side=Side.SELL)
+                           for i, a in enumerate(accounts)]
+    book += [NewOrder(market=0, id=20 + i, account=1, price=17 + i, qty=1, side=Side.SELL)
+             for i in range(3)]  # levels the cancel empties, the best one first
+    book.append(NewOrder(market=0, id=30, account=2, price=26, qty=5, side=Side.SELL))
+    commands = [*book, MassCancelAccount(market=0, account=1), Query(market=0, levels=3),
+                NewOrder(market=0, id=40, account=3, price=20, qty=4, side=Side.BUY),
+                NewOrder(market=0, id=41, account=3, price=30, qty=40, side=Side.BUY),
+                Query(market=0, levels=3)]
+    run_engine(SMALL, commands, ready=ready, seed=3)
 
 
 def test_a_walk_does_not_use_a_word_from_an_earlier_command() -> None:
