@@ -24,6 +24,7 @@ from typing import Any
 
 from amaranth import Elaboratable, Module, ResetInserter, Signal
 from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .engine_core import EngineCore
@@ -36,7 +37,7 @@ from .link.records import CommandAssembler, EventSerializer
 from .link.slip import SlipDecoder, SlipEncoder
 from .link.transmitter import LinkTransmitter
 from .matching.config import MatchingConfig
-from .protocol import PROTOCOL_VERSION
+from .protocol import COMMAND, PROTOCOL_VERSION
 
 __all__ = ["Appliance"]
 
@@ -87,8 +88,20 @@ class _Device(Elaboratable):
         wiring.connect(m, receiver.o_frame, ctl.i_frame)
         wiring.connect(m, fifo.o, assembler.i)
 
-        # Commands executed, events tagged and framed.
-        wiring.connect(m, assembler.o, core.i_command)
+        # Commands executed, events tagged and framed. A register slice between the assembler
+        # and the engine: the engine's ready comes from its decision in the clock it ends a
+        # command (after a block RAM's output: in the take loop, a fill's compare), and without
+        # the slice it ran on through the assembler and the FIFO's read side, the appliance's
+        # critical path. The slice's ready is a register; it costs a clock of latency and no
+        # throughput (the assembler takes a clock per byte of a record).
+        m.submodules.command_slice = command_slice = SyncFIFOBuffered(width=COMMAND.size, depth=3)
+        m.d.comb += [
+            command_slice.w_data.eq(assembler.o.payload), command_slice.w_en.eq(assembler.o.valid),
+            assembler.o.ready.eq(command_slice.w_rdy),
+            core.i_command.payload.eq(command_slice.r_data),
+            core.i_command.valid.eq(command_slice.r_rdy),
+            command_slice.r_en.eq(core.i_command.ready),
+        ]
         wiring.connect(m, ctl.o_set_stream, core.i_set_stream)
         wiring.connect(m, core.o_event, ends.i_event)
         m.d.comb += [ends.i_first.eq(core.o_event_first), ends.idle.eq(core.idle)]
@@ -98,7 +111,8 @@ class _Device(Elaboratable):
         wiring.connect(m, encoder.o, wiring.flipped(a.tx))
 
         # The controller's view of the rest, and its requests to the transmitter.
-        busy = (fifo.level != 0) | assembler.o.valid | ~core.idle | ends.o_event.valid \
+        busy = (fifo.level != 0) | assembler.o.valid | command_slice.r_rdy | ~core.idle \
+            | ends.o_event.valid \
             | serializer.o.valid | tx.building
         m.d.comb += [
             ctl.busy.eq(busy),
