@@ -217,6 +217,37 @@ def test_bench_core_counts_the_compositions_clocks(capsys: pytest.CaptureFixture
     assert 0 < held < clocks_core and clocks_core - held <= 2 * clocks_alone
 
 
+def test_bench_core_by_kind_says_where_the_engines_clocks_go(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--by-kind: the engine alone only (no hashing stage named, --boards not given), then a
+    table of its clocks by kind of command whose rows add up, and whose counts are the model's."""
+    assert main(["bench", "core", "--commands", "60", *TINY_CORE, "--by-kind", "-q"]) == 0
+    out = capsys.readouterr().out
+    tables = [[[c.strip() for c in line.strip("|").split("|")]
+               for line in block.splitlines() if line.startswith("| ") and "---" not in line]
+              for block in out.split("\n\n")]
+    throughput, by_kind = (t for t in tables if t)
+    assert len(throughput) == 2 and throughput[1][0] == "the matching engine alone"
+    engine_clocks = int(throughput[1][5].replace(",", ""))
+    rows = {row[0]: (int(row[1].replace(",", "")), int(row[2].replace(",", "")), float(row[4]))
+            for row in by_kind[1:]}
+    total = rows.pop("all")
+    assert total[0] == 59 == sum(n for n, _, _ in rows.values())  # the last command left out
+    assert total[1] == sum(c for _, c, _ in rows.values()) < engine_clocks
+    for n, clocks, per in rows.values():
+        assert per == pytest.approx(clocks / n, abs=0.01) and per >= 1
+    config = MatchingConfig(markets=2, levels=64, orders=512, ids=1024)
+    model = MatchingModel(config)
+    flow = list(generate_flow(FlowParams(commands=60, seed=1, markets=1, batch_every=10,
+                                         config=config)))[:-1]
+    outcomes = [model.execute(c) for c in flow]
+    resting = sum(1 for c, events in zip(flow, outcomes, strict=True)
+                  if type(c).__name__ == "NewOrder" and len(events) == 1
+                  and type(events[0]).__name__ == "Accepted")
+    assert rows["new order, rests"][0] == resting > 0
+    assert rows["close batch"][0] == sum(type(c).__name__ == "CloseBatch" for c in flow)
+
+
 def test_bench_core_fails_on_a_wrong_root(monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     import dataclasses

@@ -20,14 +20,15 @@ the window (set window) moves no data. Searches then work on the rotated order: 
 price ``lowest + r`` has address ``(base + r) mod levels`` with ``base = lowest mod levels``, and
 the ``SEARCH`` subroutine turns "best" and "next worse" into one or two bitmap queries.
 
-Control is one finite-state machine that follows the model's algorithm step by step, with two
+Control is one finite-state machine that follows the model's algorithm step by step, with three
 stages beside it that finish a command's list work while the next command is decoded (the link
-stage for a resting order, the unlink stage for a canceled one), forwarding what that command
-could read half written. Memories have one clock of read latency, and a read sees the writes of
-the clocks before its own (not one in its own clock: the take loop, which fills a level's makers
-one per clock, keeps what it would read stale in registers). A taker moving through the book
-finds its next level in the rest of the bitmap word the last query answered, without a query.
-Subroutines (search, link, unlink, remove) return through a register that names the caller's
+stage for a resting order, the unlink stage for a canceled one, the total stage for a modified
+one's level total), forwarding what that command could read half written. Memories have one
+clock of read latency, and a read sees the writes of the clocks before its own (not one in its
+own clock: the take loop, which fills a level's makers one per clock, keeps what it would read
+stale in registers). A taker moving through the book, and a walk of a query, a mass cancel or a
+FOK scan, finds its next level in the rest of the bitmap word the last query answered, without a
+query. Subroutines (search, link, remove) return through a register that names the caller's
 next state. ``docs/hw-matching.md`` gives the cycle counts and what the pipelined successor
 changes.
 """
