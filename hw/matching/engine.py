@@ -375,13 +375,15 @@ class MatchingEngine(wiring.Component):
 
         def search(book: Any, desc: Any, ret_state: str, after: Any = None) -> None:
             m.d.sync += [s_book.eq(book), s_desc.eq(desc), s_next.eq(after is not None)]
+            natural = (Const(desc, 1) if isinstance(desc, int) else desc) == ~book[0]
             if after is not None:
+                # The next level after ``after`` in the rest of its word, kept from the answer
+                # that found ``after``: the answer is there now.
                 nonlocal walks
                 walks += 1
                 m.d.sync += s_p.eq(after)
                 sd = book[0]
                 in_word, q = next_in_word(sc_bits[sd], after, desc, f"walk{walks}")
-                natural = (Const(desc, 1) if isinstance(desc, int) else desc) == ~book[0]
                 with m.If(natural & sc_valid[sd] & (sc_book[sd] == book) & (sc_q[sd] == after)
                           & in_word):
                     m.d.sync += [s_found.eq(1), s_q.eq(q), sc_q[sd].eq(q)]
@@ -390,7 +392,6 @@ class MatchingEngine(wiring.Component):
                     call("SEARCH", ret_state)
                 return
             # The book's own best level, cached and not stale: the answer is there now.
-            natural = (Const(desc, 1) if isinstance(desc, int) else desc) == ~book[0]
             with m.If(natural & ~best_stale[book]):
                 m.d.sync += [s_found.eq(best_valid[book]), s_q.eq(best_p[book])]
                 m.next = ret_state
@@ -982,8 +983,8 @@ class MatchingEngine(wiring.Component):
                         emptied(a_book, a_p)
                     m.d.comb += occupancy.i_update.valid.eq(1)
 
-
-            # ---- Subroutine REMOVE's first clock, also done by a cancel in FOUND ----
+            # ---- Subroutine REMOVE's first clock, also done by a cancel in FOUND and a mass
+            # cancel in MASS_ORDER (whose second is then the unlink stage's) ----
             rm_prev = Signal(link_layout)
             rm_next = Signal(link_layout)
 
@@ -1236,11 +1237,6 @@ class MatchingEngine(wiring.Component):
                                  occupancy.i_update.valid.eq(1)]
                 ret("LINK")
 
-            # ---- Subroutine: the best level of book s_book, or the next worse than s_p ----
-            # Addresses are prices modulo the window; in window order they start at ``base``.
-            # Descending (bids' priority): the wrapped addresses below base are the highest
-            # prices. One query when base is 0, else a second one when the first finds nothing.
-            # (A cached best level never gets here: ``search`` answers it in the calling clock.)
             def remember_word(found: Any) -> None:
                 """Keep the answer's word for the walk's next search (in the book's order)."""
                 sd = s_book[0]
@@ -1248,6 +1244,11 @@ class MatchingEngine(wiring.Component):
                     m.d.sync += [sc_valid[sd].eq(1), sc_book[sd].eq(s_book),
                                  sc_q[sd].eq(result.index), sc_bits[sd].eq(result.word)]
 
+            # ---- Subroutine: the best level of book s_book, or the next worse than s_p ----
+            # Addresses are prices modulo the window; in window order they start at ``base``.
+            # Descending (bids' priority): the wrapped addresses below base are the highest
+            # prices. One query when base is 0, else a second one when the first finds nothing.
+            # (A cached best level never gets here: ``search`` answers it in the calling clock.)
             with m.State("SEARCH"):
                 m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(s_book)]
                 with m.If(s_desc):
