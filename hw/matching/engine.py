@@ -26,10 +26,10 @@ stage for a resting order, the unlink stage for a canceled one, the total stage 
 one's level total), forwarding what that command could read half written. Memories have one
 clock of read latency, and a read sees the writes of the clocks before its own (not one in its
 own clock: the take loop, which fills a level's makers one per clock, keeps what it would read
-stale in registers). A taker moving through the book, and a walk of a query, a mass cancel or a
-FOK scan, finds its next level in the rest of the bitmap word the last query answered, without a
-query. Subroutines (search, link, remove) return through a register that names the caller's
-next state. ``docs/hw-matching.md`` gives the cycle counts and what the pipelined successor
+stale in registers). A taker moving through the book, and a walk of a query or a mass cancel,
+finds its next level in the rest of the bitmap word the last query answered, without a query.
+Subroutines (search, link, remove) return through a register that names the caller's next
+state. ``docs/hw-matching.md`` gives the cycle counts and what the pipelined successor
 changes.
 """
 
@@ -361,11 +361,11 @@ class MatchingEngine(wiring.Component):
             return any_, Cat(Mux(desc, highest_, lowest_), p[wb_log2:])
 
         # The rest of the last searched word, per side. A walk that searches level after level
-        # in its book's own order (a mass cancel, a query, a FOK scan) finds the next level in
+        # in its book's own order (a mass cancel, a query) finds the next level in
         # the word of the last answer without asking the bitmap: each answer brings the set
         # levels of its word from it on in the query's direction (``word``). The snapshot
-        # stays true for the levels after the walk's: a query and a FOK scan change nothing,
-        # and a mass cancel clears only the level it stands on. DECODE clears the cache, so
+        # stays true for the levels after the walk's: a query changes nothing, and a mass
+        # cancel clears only the level it stands on. DECODE clears the cache, so
         # no command walks another's snapshot.
         sc_valid = Array(Signal(name=f"sc_valid_{s}") for s in range(2))
         sc_book = Array(Signal(len(own_book), name=f"sc_book_{s}") for s in range(2))
@@ -373,9 +373,19 @@ class MatchingEngine(wiring.Component):
         sc_bits = Array(Signal(wb, name=f"sc_bits_{s}") for s in range(2))
         walks = 0  # names the encoders of each search made from a walk
 
-        def search(book: Any, desc: Any, ret_state: str, after: Any = None) -> None:
+        def search(book: Any, desc: Any, ret_state: str, after: Any = None,
+                   from_word: bool = True) -> None:
+            """Search for the best level of ``book`` in direction ``desc`` (or the next after
+            ``after``) and go to ``ret_state`` with the answer in s_found / s_q. ``from_word``:
+            answer a walk's next level from the kept word when it can; a caller whose decision
+            follows a block RAM's output passes False, so that the word's logic stays out of
+            that path (the FOK scan's: its compare of a total is a carry chain)."""
             m.d.sync += [s_book.eq(book), s_desc.eq(desc), s_next.eq(after is not None)]
             natural = (Const(desc, 1) if isinstance(desc, int) else desc) == ~book[0]
+            if after is not None and not from_word:
+                m.d.sync += s_p.eq(after)
+                call("SEARCH", ret_state)
+                return
             if after is not None:
                 # The next level after ``after`` in the rest of its word, kept from the answer
                 # that found ``after``: the answer is there now.
@@ -758,7 +768,7 @@ class MatchingEngine(wiring.Component):
                 with m.If(covered < 0):
                     search(opp_book, opp_desc, "TAKE_LEVEL")
                 with m.Else():
-                    search(opp_book, opp_desc, "FOK_LEVEL", after=lvl_p)
+                    search(opp_book, opp_desc, "FOK_LEVEL", after=lvl_p, from_word=False)
             with m.State("FOK_HEAD"):
                 m.d.comb += o_raddr.eq(head_r.data)
                 m.next = "FOK_ORDER"
@@ -776,7 +786,7 @@ class MatchingEngine(wiring.Component):
                     with m.If(~own):
                         m.d.sync += need.eq(covered)
                     with m.If(~next_r.data.valid):
-                        search(opp_book, opp_desc, "FOK_LEVEL", after=lvl_p)
+                        search(opp_book, opp_desc, "FOK_LEVEL", after=lvl_p, from_word=False)
             with m.State("FOK_CANCEL"):
                 with canceled(new.id, new.qty, CancelReason.FOK_NOT_FILLABLE):
                     finish()
@@ -1090,11 +1100,14 @@ class MatchingEngine(wiring.Component):
                 with m.Elif(row_next.valid):
                     m.d.comb += o_raddr.eq(row_next.slot)
                     m.d.sync += cur.eq(row_next.slot)
-                with m.Else():
-                    search(mc_book, mc_side == Side.BUY.value, "MASS_LEVEL", after=lvl_p)
+                with m.Else():  # the level's last order: MASS_NEXT searches for the next level
+                    m.d.sync += rm_next.valid.eq(0)
+                    m.next = "MASS_NEXT"
             with m.State("MASS_NEXT"):
                 # The successor's row is read in the clock the unlink stage writes its pointers:
-                # the stage's forwarding gives MASS_ORDER what it wrote.
+                # the stage's forwarding gives MASS_ORDER what it wrote. The search for the
+                # next level is made here, not in MASS_ORDER, whose decision follows the order
+                # row's read data: the word's logic then stays out of that path.
                 with m.If(rm_next.valid):
                     m.d.comb += o_raddr.eq(rm_next.slot)
                     m.d.sync += cur.eq(rm_next.slot)
