@@ -28,7 +28,7 @@ clock of read latency, and a read sees the writes of the clocks before its own (
 own clock: the take loop, which fills a level's makers one per clock, keeps what it would read
 stale in registers). A taker moving through the book, and a walk of a query or a mass cancel,
 finds its next level in the rest of the bitmap word the last query answered, without a query.
-Subroutines (search, link, remove) return through a register that names the caller's next
+Subroutines (search, remove) return through a register that names the caller's next
 state. ``docs/hw-matching.md`` gives the cycle counts and what the pipelined successor
 changes.
 """
@@ -322,7 +322,7 @@ class MatchingEngine(wiring.Component):
                         else:
                             m.next = state
 
-        for sub in ("SEARCH", "LINK", "REMOVE"):
+        for sub in ("SEARCH", "REMOVE"):
             ret_regs[sub] = Signal(8, name=f"ret_{sub.lower()}")
 
         # The best level of each book, cached: a search for it answers in one clock instead of a
@@ -482,16 +482,11 @@ class MatchingEngine(wiring.Component):
             with m.If(best_p[book] == p):
                 m.d.sync += best_stale[book].eq(1)
 
-        # Link / unlink / remove arguments.
+        # Unlink / remove arguments.
         a_slot = Signal(slot_bits)
         a_book = Signal(len(own_book))
         a_p = Signal(log2_l)
         rm_qty = Signal(32)
-        a_qty = Signal(32)  # LINK adds it to the level's total
-
-        def link(slot: Any, book: Any, p: Any, sub: str, ret_state: str) -> None:
-            m.d.sync += [a_slot.eq(slot), a_book.eq(book), a_p.eq(p)]
-            call(sub, ret_state)
 
         def remove(slot: Any, ret_state: str) -> None:
             m.d.sync += a_slot.eq(slot)
@@ -1052,13 +1047,28 @@ class MatchingEngine(wiring.Component):
                             finish()
             with m.State("MODIFY_MOVE"):
                 # Out of its place (its pointers and its level's total were read in FOUND),
-                # the total changed; LINK then appends it behind the level's tail, which is
-                # another order (this one had a successor).
+                # the total changed. The next two clocks append it behind the level's tail,
+                # which is another order (this one had a successor): the level is not empty.
                 m.d.comb += [lqty_w.addr.eq(level_addr(a_book, a_p)),
                              lqty_w.data.eq(lqty_r.data + new_qty - rm_qty), lqty_w.en.eq(1)]
                 unlink_writes(rm_prev, rm_next)
-                m.d.sync += a_qty.eq(0)
-                link(cur, a_book, a_p, "LINK", "IDLE")
+                m.next = "MODIFY_TAIL"
+            with m.State("MODIFY_TAIL"):
+                # The tail read after the unlink's writes; the order's own next pointer cleared
+                # (it becomes the tail). The next-pointer memory has one write port: the
+                # unlink's write to its predecessor took it in MODIFY_MOVE, the old tail's
+                # takes it in MODIFY_LINK.
+                m.d.comb += [l_raddr.eq(level_addr(a_book, a_p)),
+                             next_w.addr.eq(cur), next_w.data.eq(0), next_w.en.eq(1)]
+                m.next = "MODIFY_LINK"
+            with m.State("MODIFY_LINK"):
+                tail = tail_r.data
+                m.d.comb += [prev_w.addr.eq(cur), prev_w.data.eq(tail), prev_w.en.eq(1),
+                             next_w.addr.eq(tail.slot), next_w.data.valid.eq(1),
+                             next_w.data.slot.eq(cur), next_w.en.eq(1),
+                             tail_w.addr.eq(level_addr(a_book, a_p)), tail_w.data.valid.eq(1),
+                             tail_w.data.slot.eq(cur), tail_w.en.eq(1)]
+                finish()
 
             # ---- Mass cancel: bids best first, then asks best first, oldest first ----
             mc_side = Signal()
@@ -1225,30 +1235,6 @@ class MatchingEngine(wiring.Component):
                              lqty_w.data.eq(lqty_r.data - rm_qty), lqty_w.en.eq(1)]
                 unlink_writes(rm_prev, rm_next)
                 ret("REMOVE")
-
-            # ---- Subroutine: append order a_slot at the back of level (a_book, a_p) ----
-            with m.State("LINK"):
-                m.d.comb += [l_raddr.eq(level_addr(a_book, a_p)),
-                             next_w.addr.eq(a_slot), next_w.data.eq(0), next_w.en.eq(1)]
-                m.next = "LINK_WRITE"
-            with m.State("LINK_WRITE"):
-                tail = tail_r.data
-                addr = level_addr(a_book, a_p)
-                m.d.comb += [occupancy.i_update.payload.book.eq(a_book),
-                             occupancy.i_update.payload.index.eq(a_p),
-                             occupancy.i_update.payload.set.eq(1),
-                             lqty_w.addr.eq(addr), lqty_w.data.eq(lqty_r.data + a_qty), lqty_w.en.eq(1),
-                             prev_w.addr.eq(a_slot), prev_w.data.eq(tail), prev_w.en.eq(1),
-                             tail_w.addr.eq(addr), tail_w.data.valid.eq(1), tail_w.data.slot.eq(a_slot),
-                             tail_w.en.eq(1)]
-                with m.If(tail.valid):
-                    m.d.comb += [next_w.addr.eq(tail.slot), next_w.data.valid.eq(1),
-                                 next_w.data.slot.eq(a_slot), next_w.en.eq(1)]
-                with m.Else():  # the level was empty
-                    offer_best(a_book, a_p)
-                    m.d.comb += [head_w.addr.eq(addr), head_w.data.eq(a_slot), head_w.en.eq(1),
-                                 occupancy.i_update.valid.eq(1)]
-                ret("LINK")
 
             def remember_word(found: Any) -> None:
                 """Keep the answer's word for the walk's next search (in the book's order)."""
