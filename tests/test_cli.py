@@ -17,7 +17,7 @@ from ocee.host.flowgen import FlowParams, generate_flow
 from ocee.host.jsonl import command_to_json, event_to_json
 from ocee.hw.matching.config import MatchingConfig
 from ocee.hw.matching.model import MatchingModel
-from ocee.hw.protocol import EVENT_CODEC, BatchClosed
+from ocee.hw.protocol import EVENT_CODEC, Accepted, BatchClosed, CloseBatch, NewOrder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -242,10 +242,10 @@ def test_bench_core_by_kind_says_where_the_engines_clocks_go(
                                          config=config)))[:-1]
     outcomes = [model.execute(c) for c in flow]
     resting = sum(1 for c, events in zip(flow, outcomes, strict=True)
-                  if type(c).__name__ == "NewOrder" and len(events) == 1
-                  and type(events[0]).__name__ == "Accepted")
+                  if isinstance(c, NewOrder) and len(events) == 1
+                  and isinstance(events[0], Accepted))
     assert rows["new order, rests"][0] == resting > 0
-    assert rows["close batch"][0] == sum(type(c).__name__ == "CloseBatch" for c in flow)
+    assert rows["close batch"][0] == sum(isinstance(c, CloseBatch) for c in flow)
 
 
 def test_bench_core_fails_on_a_wrong_root(monkeypatch: pytest.MonkeyPatch,
