@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 #: Clocks from a query being taken to its result on ``o_result``, whatever the bitmap holds.
-QUERY_LATENCY = 8
+QUERY_LATENCY = 4
 
 
 class QueryMode(ShapedEnum, shape=2):
@@ -294,7 +294,7 @@ class OccupancyBitmap(wiring.Component):
         relative modes only). ``ready`` is the component's ``ready``: once the init sequence is
         done, a query is taken in every clock where ``valid`` is high.
     o_result : Out(result_signature(levels))
-        The answer to the query taken :data:`QUERY_LATENCY` (8) clocks before: ``valid`` is
+        The answer to the query taken :data:`QUERY_LATENCY` (4) clocks before: ``valid`` is
         high in exactly that clock, ``found`` says whether a level was found, ``index``
         which (0 when none), and ``word`` the levels after it in its word (see
         :func:`result_layout`). One answer per query, in query order, never held: take it when
@@ -309,23 +309,23 @@ class OccupancyBitmap(wiring.Component):
     before the query's read. ``book`` must be below ``books``; a larger one is not defined.
 
     Latency and throughput: one update and one query in every clock, with no hazards to avoid.
-    An update reads its word, registers it (twice: ECP5 block RAM outputs are slow), sets or
-    clears the bit and writes the word back 3 clocks after it was taken; the three updates
-    behind it take the words in flight from registers, not from the memory. A query answers
-    after 8 clocks, whatever the bitmaps hold: clock 1 builds its masks, 2 selects the book's
-    summary (and the changes of the two updates not yet in it), 3 finds the nearest non-empty
-    word, 4 reads the query's own word and that word, 5 registers them, 6 finds the nearest set
-    bit in each, 7 registers the answer (with the word it was found in, as read: the own word
-    masked past the index, or the nearest non-empty word).
+    An update reads its word and, in the next clock, sets or clears the bit and writes the word
+    back (taking it from a register when the update ahead wrote it in the clock of the read);
+    its summary bit follows in that clock. A query answers after 4 clocks, whatever the bitmaps
+    hold: clock 1 builds its masks, 2 finds the nearest non-empty word in the book's summary
+    and reads the query's own word and that word, 3 finds the nearest set bit in each and
+    registers the answer (with the word it was found in, as read: the own word masked past the
+    index, or the nearest non-empty word).
 
     Resources: ``books * levels // word_bits`` summary flip-flops; a ``books * levels //
     word_bits`` x ``word_bits`` word memory with three read ports (update, own word, nearest
-    word), which yosys builds as three block RAM copies. 8 books of 1024 levels: about 1,600
-    LUT4, 1,180 flip-flops and 3 DP16KD; out of context on an LFE5U-85F-6, 124 to 132 MHz over
-    nextpnr seeds 1 to 4, the slowest paths being block RAM outputs into their first register
-    (5.8 ns and the routing). No search is wider than ``word_bits`` bits, which is 64 up to 4096
-    levels; more levels make wider words and deeper searches. With many books the selection of
-    the book's summary grows: 32 books of 4096 levels reach about 108 MHz.
+    word), which yosys builds as three block RAM copies. The pipeline is as short as the
+    matching engine's clock (35 to 40 MHz) allows: a block RAM's output (5.8 ns on ECP5) goes
+    through logic in the clock it arrives. The version of commit ``2100dfa`` registered every
+    read twice and took 8 clocks a query; it ran at 124 to 132 MHz on its own (8 books of 1,024
+    levels, LFE5U-85F-6), the shape a pipelined engine at 125 MHz would take back. No search is
+    wider than ``word_bits`` bits, which is 64 up to 4096 levels; more levels make wider words
+    and deeper searches.
     """
 
     def __init__(self, books: int, levels: int) -> None:
@@ -350,18 +350,18 @@ class OccupancyBitmap(wiring.Component):
         width, per_book = self.word_bits, self.words_per_book
         bit_width = width.bit_length() - 1  # index = Cat(bit, word)
 
-        # A row read in the clock it is written gives undefined data (see registered_read):
-        # the update forwards the words in flight, a query substitutes the word as it was before
-        # the write. Every read then goes through a second register before any logic.
+        # A row read in the clock it is written gives undefined data (see registered_read): the
+        # update forwards the word written in the clock before, a query substitutes the word as
+        # it was before the write.
         m.submodules.words = words = Memory(shape=width, depth=self.words, init=[],
                                             attrs={"no_rw_check": 1})
         write = words.write_port()
         read_update, u1_read = registered_read(m, words, write, "u1_read")
-        read_own, q5_own_read = registered_read(m, words, write, "q5_own_read")
-        read_beyond, q5_beyond_read = registered_read(m, words, write, "q5_beyond_read")
+        read_own, q3_own_read = registered_read(m, words, write, "q3_own_read")
+        read_beyond, q3_beyond_read = registered_read(m, words, write, "q3_beyond_read")
 
         # Summary bit w of book b: word w of book b is not zero. In every clock it matches the
-        # word memory as a read issued in that clock sees it (both lag updates by 4 clocks).
+        # word memory as a read issued in that clock sees it (both lag updates by 2 clocks).
         summary = Array(Signal(per_book, name=f"summary_{b}") for b in range(self.books))
 
         # Init: clear one row per clock; the summary registers reset to zero by themselves.
@@ -380,108 +380,47 @@ class OccupancyBitmap(wiring.Component):
         u1_valid = Signal()
         u1_addr = Signal.like(read_update.addr)
         u1_book = Signal(range(self.books))
-        u1_word = Signal(range(per_book))
+        u1_word_mask = Signal(per_book)
         u1_bit_mask = Signal(width)
         u1_set = Signal()
+        u1_forward = Signal()  # the update ahead wrote this word in the clock of the read
+        w1_valid = Signal()  # the word written in the clock before
+        w1_addr = Signal.like(u1_addr)
+        w1_data = Signal(width)
         m.d.sync += [
             u1_valid.eq(self.i_update.valid & ready),
             u1_addr.eq(read_update.addr),
             u1_book.eq(update.book),
-            u1_word.eq(update.index[bit_width:]),
+            u1_word_mask.eq(Const(1, per_book) << update.index[bit_width:]),
             u1_bit_mask.eq(Const(1, width) << update.index[:bit_width]),
             u1_set.eq(update.set),
+            u1_forward.eq(u1_valid & (u1_addr == read_update.addr)),
         ]
 
-        # Update, clock 1: register the word read. Writes land in clock 3, so the read missed
-        # the three updates ahead of this one: note which of them wrote the same word (they are
-        # u3 and the two written words w1, w2 in clock 2), and whether w1 and w2 have bits set
-        # besides this update's.
-        u2_valid = Signal()
-        u2_addr = Signal.like(u1_addr)
-        u2_book = Signal.like(u1_book)
-        u2_word_mask = Signal(per_book)
-        u2_bit_mask = Signal(width)
-        u2_set = Signal()
-        u2_read = Signal(width)
-        u2_from_u3 = Signal()
-        u2_from_w1 = Signal()
-        u2_from_w2 = Signal()
-        u2_w1_others = Signal()  # w1 has bits set besides this update's
-        u2_w2_others = Signal()  # ... w2 has
-        u3_valid = Signal()  # clock 3: write the word
-        u3_addr = Signal.like(u1_addr)
-        u3_book = Signal.like(u1_book)
-        u3_word_mask = Signal(per_book)
-        u3_data = Signal(width)
-        u3_old = Signal(width)  # the word before this update
-        u3_nonzero = Signal()
-        w1_valid = Signal()  # the word written in the clock before
-        w1_addr = Signal.like(u1_addr)
-        w1_data = Signal(width)
-        w2_valid = Signal()  # ... and the one before that
-        w2_data = Signal(width)
-        m.d.sync += [
-            u2_valid.eq(u1_valid),
-            u2_addr.eq(u1_addr),
-            u2_book.eq(u1_book),
-            u2_word_mask.eq(Const(1, per_book) << u1_word),
-            u2_bit_mask.eq(u1_bit_mask),
-            u2_set.eq(u1_set),
-            u2_read.eq(u1_read),
-            u2_from_u3.eq(u2_valid & (u2_addr == u1_addr)),
-            u2_from_w1.eq(u3_valid & (u3_addr == u1_addr)),
-            u2_from_w2.eq(w1_valid & (w1_addr == u1_addr)),
-            u2_w1_others.eq((u3_data & ~u1_bit_mask).any()),
-            u2_w2_others.eq((w1_data & ~u1_bit_mask).any()),
-        ]
-
-        # Update, clock 2: the word as the updates ahead left it, modified. Whether it stays
-        # non-zero is worked out beside it, from each source word's other bits.
+        # Update, clock 1: the word as the update ahead left it, modified and written back; its
+        # summary bit follows. At the engine's clock a block RAM's output may go through this
+        # much logic into its write port; a design at 125 MHz would register the read twice and
+        # forward three words in flight instead (commit 2100dfa, 8 clocks a query).
         old = Signal(width)
         new = Signal(width)
-        with m.If(u2_from_u3):
-            m.d.comb += old.eq(u3_data)
-        with m.Elif(u2_from_w1):
-            m.d.comb += old.eq(w1_data)
-        with m.Elif(u2_from_w2):
-            m.d.comb += old.eq(w2_data)
-        with m.Else():
-            m.d.comb += old.eq(u2_read)
-        others = Signal()
-        with m.If(u2_from_u3):
-            m.d.comb += others.eq((u3_data & ~u2_bit_mask).any())
-        with m.Elif(u2_from_w1):
-            m.d.comb += others.eq(u2_w1_others)
-        with m.Elif(u2_from_w2):
-            m.d.comb += others.eq(u2_w2_others)
-        with m.Else():
-            m.d.comb += others.eq((u2_read & ~u2_bit_mask).any())
-        m.d.comb += new.eq(Mux(u2_set, old | u2_bit_mask, old & ~u2_bit_mask))
-        m.d.sync += [
-            u3_valid.eq(u2_valid),
-            u3_addr.eq(u2_addr),
-            u3_book.eq(u2_book),
-            u3_word_mask.eq(u2_word_mask),
-            u3_data.eq(new),
-            u3_old.eq(old),
-            u3_nonzero.eq(u2_set | others),
+        nonzero = Signal()
+        m.d.comb += [
+            old.eq(Mux(u1_forward, w1_data, u1_read)),
+            new.eq(Mux(u1_set, old | u1_bit_mask, old & ~u1_bit_mask)),
+            nonzero.eq(u1_set | (old & ~u1_bit_mask).any()),
         ]
-
-        # Update, clock 3: write the word back; its summary bit follows.
         with m.If(ready):
-            m.d.comb += [write.addr.eq(u3_addr), write.data.eq(u3_data), write.en.eq(u3_valid)]
+            m.d.comb += [write.addr.eq(u1_addr), write.data.eq(new), write.en.eq(u1_valid)]
         with m.Else():
             m.d.comb += [write.addr.eq(clearing), write.data.eq(0), write.en.eq(1)]
         for b in range(self.books):
-            with m.If(u3_valid & (u3_book == b)):
-                m.d.sync += summary[b].eq(Mux(u3_nonzero, summary[b] | u3_word_mask,
-                                              summary[b] & ~u3_word_mask))
+            with m.If(u1_valid & (u1_book == b)):
+                m.d.sync += summary[b].eq(Mux(nonzero, summary[b] | u1_word_mask,
+                                              summary[b] & ~u1_word_mask))
         m.d.sync += [
-            w1_valid.eq(u3_valid),
-            w1_addr.eq(u3_addr),
-            w1_data.eq(u3_data),
-            w2_valid.eq(w1_valid),
-            w2_data.eq(w1_data),
+            w1_valid.eq(u1_valid),
+            w1_addr.eq(u1_addr),
+            w1_data.eq(new),
         ]
 
         # Query, clock 0: take the query.
@@ -503,7 +442,8 @@ class OccupancyBitmap(wiring.Component):
 
         # Query, clock 1: which words (summary bits) and which bits of the query's own word may
         # hold the answer. A relative query looks in its own word first, then in the nearest
-        # non-empty word beyond it; a best query at the farthest non-empty word only.
+        # non-empty word beyond it; a best query at the farthest non-empty word only. The update
+        # taken with the query is being written now: the summary holds it from the next clock.
         q2_valid = Signal()
         q2_book = Signal.like(q1_book)
         q2_up = Signal()
@@ -523,156 +463,57 @@ class OccupancyBitmap(wiring.Component):
             q2_word.eq(q1_word),
         ]
 
-        # Query, clock 2: the book's summary as it stands (it lacks the updates taken in clocks
-        # -1 and 0), and which of its bits those two updates change: the one in update clock 3
-        # now (its value known) and the one in update clock 2 now (its value known next clock).
+        # Query, clock 2: the book's summary now holds exactly the updates taken up to the
+        # query's clock. Find the nearest non-empty word either way and read it and the query's
+        # own word. Writes landed up to clock 1 are the same updates; the one landing in this
+        # clock (taken in the clock after the query's) may collide with a read: then the word as
+        # it was before that write is used.
+        beyond_any, beyond_lowest, beyond_highest = set_bits(m, summary[q2_book] & q2_words,
+                                                             "beyond_word")
+        beyond_word = Mux(q2_up, beyond_lowest, beyond_highest)
+        own_addr = Cat(q2_word, q2_book)
+        beyond_addr = Cat(beyond_word, q2_book)
+        m.d.comb += [read_own.addr.eq(own_addr), read_beyond.addr.eq(beyond_addr)]
         q3_valid = Signal()
-        q3_book = Signal.like(q1_book)
         q3_up = Signal()
         q3_word = Signal.like(q1_word)
         q3_bits = Signal(width)
-        q3_summary = Signal(per_book)  # only the words allowed
-        q3_older_mask = Signal(per_book)  # the summary bit the update of clock -1 sets ...
-        q3_older_value = Signal()  # ... to this
-        q3_newer_mask = Signal(per_book)  # the one the update of clock 0 sets to u3_nonzero
+        q3_beyond = Signal()
+        q3_beyond_word = Signal.like(q1_word)
+        q3_own_collided = Signal()
+        q3_beyond_collided = Signal()
+        q3_before = Signal(width)  # the word written in clock 2, as it was before
         m.d.sync += [
             q3_valid.eq(q2_valid),
-            q3_book.eq(q2_book),
             q3_up.eq(q2_up),
             q3_word.eq(q2_word),
             q3_bits.eq(q2_bits),
-            q3_summary.eq(summary[q2_book] & q2_words),
-            q3_older_mask.eq(Mux(u3_valid & (u3_book == q2_book), u3_word_mask & q2_words, 0)),
-            q3_older_value.eq(u3_nonzero),
-            q3_newer_mask.eq(Mux(u2_valid & (u2_book == q2_book), u2_word_mask & q2_words, 0)),
+            q3_beyond.eq(beyond_any),
+            q3_beyond_word.eq(beyond_word),
+            q3_own_collided.eq(u1_valid & (u1_addr == own_addr)),
+            q3_beyond_collided.eq(u1_valid & (u1_addr == beyond_addr)),
+            q3_before.eq(old),
         ]
 
-        # Query, clock 3: the summary with every update up to clock 0, exactly as the words
-        # read in the next clock will be. Find the nearest non-empty word either way.
-        summary_now = Signal(per_book)
-        for j in range(per_book):
-            m.d.comb += summary_now[j].eq(Mux(q3_newer_mask[j], u3_nonzero,
-                                              Mux(q3_older_mask[j], q3_older_value,
-                                                  q3_summary[j])))
-        beyond_any, beyond_lowest, beyond_highest = set_bits(m, summary_now, "beyond_word")
-        q4_valid = Signal()
-        q4_book = Signal.like(q1_book)
-        q4_up = Signal()
-        q4_word = Signal.like(q1_word)
-        q4_bits = Signal(width)
-        q4_beyond = Signal()
-        q4_beyond_lowest = Signal.like(q1_word)
-        q4_beyond_highest = Signal.like(q1_word)
-        m.d.sync += [
-            q4_valid.eq(q3_valid),
-            q4_book.eq(q3_book),
-            q4_up.eq(q3_up),
-            q4_word.eq(q3_word),
-            q4_bits.eq(q3_bits),
-            q4_beyond.eq(beyond_any),
-            q4_beyond_lowest.eq(beyond_lowest),
-            q4_beyond_highest.eq(beyond_highest),
-        ]
-
-        # Query, clock 4: read the query's own word and the nearest non-empty word beyond it.
-        # Writes landed up to clock 3 are exactly the updates up to clock 0; the one landing in
-        # this clock (update clock 1) may collide with a read: then the word before it is used.
-        q4_beyond_word = Mux(q4_up, q4_beyond_lowest, q4_beyond_highest)
-        own_addr = Cat(q4_word, q4_book)
-        beyond_addr = Cat(q4_beyond_word, q4_book)
-        m.d.comb += [read_own.addr.eq(own_addr), read_beyond.addr.eq(beyond_addr)]
-        q5_valid = Signal()
-        q5_up = Signal()
-        q5_word = Signal.like(q1_word)
-        q5_bits = Signal(width)
-        q5_beyond = Signal()
-        q5_beyond_word = Signal.like(q1_word)
-        q5_own_collided = Signal()
-        q5_beyond_collided = Signal()
-        q5_before = Signal(width)  # the word written in clock 4, as it was before
-        m.d.sync += [
-            q5_valid.eq(q4_valid),
-            q5_up.eq(q4_up),
-            q5_word.eq(q4_word),
-            q5_bits.eq(q4_bits),
-            q5_beyond.eq(q4_beyond),
-            q5_beyond_word.eq(q4_beyond_word),
-            q5_own_collided.eq(u3_valid & (u3_addr == own_addr)),
-            q5_beyond_collided.eq(u3_valid & (u3_addr == beyond_addr)),
-            q5_before.eq(u3_old),
-        ]
-
-        # Query, clock 5: register the words read again, and prepare what replaces them if they
-        # collided: the bits from the word before the write, and which read bits count.
-        q6_valid = Signal()
-        q6_up = Signal()
-        q6_word = Signal.like(q1_word)
-        q6_beyond = Signal()
-        q6_beyond_word = Signal.like(q1_word)
-        q6_own_read = Signal(width)  # natural order from here on
-        q6_beyond_read = Signal(width)
-        q6_own_kept = Signal(width)  # the read bits that count
-        q6_beyond_kept = Signal(width)
-        q6_own_before = Signal(width)  # the bits from before a colliding write
-        q6_beyond_before = Signal(width)
-        m.d.sync += [
-            q6_valid.eq(q5_valid),
-            q6_up.eq(q5_up),
-            q6_word.eq(q5_word),
-            q6_beyond.eq(q5_beyond),
-            q6_beyond_word.eq(q5_beyond_word),
-            q6_own_read.eq(q5_own_read),
-            q6_beyond_read.eq(q5_beyond_read),
-            q6_own_kept.eq(Mux(q5_own_collided, 0, q5_bits)),
-            q6_beyond_kept.eq(Mux(q5_beyond_collided, 0, ~0)),
-            q6_own_before.eq(Mux(q5_own_collided, q5_before & q5_bits, 0)),
-            q6_beyond_before.eq(Mux(q5_beyond_collided, q5_before, 0)),
-        ]
-
-        # Query, clock 6: the lowest and the highest set bit of each word (of the own word, past
-        # the index), both, so that no multiplexer stands in front of the priority encoders.
+        # Query, clock 3: the words read (or from before a colliding write), the own word past
+        # the index; the lowest and the highest set bit of each, and the answer, in the own word
+        # if it has one, registered with the word it was found in.
         own = Signal(width)
         beyond = Signal(width)
         m.d.comb += [
-            own.eq(q6_own_before | (q6_own_read & q6_own_kept)),
-            beyond.eq(q6_beyond_before | (q6_beyond_read & q6_beyond_kept)),
+            own.eq(Mux(q3_own_collided, q3_before, q3_own_read) & q3_bits),
+            beyond.eq(Mux(q3_beyond_collided, q3_before, q3_beyond_read)),
         ]
         own_any, own_lowest, own_highest = set_bits(m, own, "own_bit")
-        _, beyond_lowest, beyond_highest = set_bits(m, beyond, "beyond_bit")
-        q7_valid = Signal()
-        q7_up = Signal()
-        q7_word = Signal.like(q1_word)
-        q7_beyond = Signal()
-        q7_beyond_word = Signal.like(q1_word)
-        q7_own = Signal()
-        q7_own_lowest = Signal(range(width))
-        q7_own_highest = Signal(range(width))
-        q7_beyond_lowest = Signal(range(width))
-        q7_beyond_highest = Signal(range(width))
-        q7_answer_word = Signal(width)  # the answer's word, from the answer on
-        m.d.sync += [
-            q7_answer_word.eq(Mux(own_any, own, Mux(q6_beyond, beyond, 0))),
-            q7_valid.eq(q6_valid),
-            q7_up.eq(q6_up),
-            q7_word.eq(q6_word),
-            q7_beyond.eq(q6_beyond),
-            q7_beyond_word.eq(q6_beyond_word),
-            q7_own.eq(own_any),
-            q7_own_lowest.eq(own_lowest),
-            q7_own_highest.eq(own_highest),
-            q7_beyond_lowest.eq(beyond_lowest),
-            q7_beyond_highest.eq(beyond_highest),
-        ]
-
-        # Query, clock 7: the answer, in the own word if it has one.
-        own_bit = Mux(q7_up, q7_own_lowest, q7_own_highest)
-        beyond_bit = Mux(q7_up, q7_beyond_lowest, q7_beyond_highest)
+        _, beyond_bit_lowest, beyond_bit_highest = set_bits(m, beyond, "beyond_bit")
+        own_bit = Mux(q3_up, own_lowest, own_highest)
+        beyond_bit = Mux(q3_up, beyond_bit_lowest, beyond_bit_highest)
         result = self.o_result.payload
         m.d.sync += [
-            self.o_result.valid.eq(q7_valid),
-            result.found.eq(q7_own | q7_beyond),
-            result.word.eq(q7_answer_word),
-            result.index.eq(Mux(q7_own, Cat(own_bit, q7_word),
-                                Mux(q7_beyond, Cat(beyond_bit, q7_beyond_word), 0))),
+            self.o_result.valid.eq(q3_valid),
+            result.found.eq(own_any | q3_beyond),
+            result.word.eq(Mux(own_any, own, Mux(q3_beyond, beyond, 0))),
+            result.index.eq(Mux(own_any, Cat(own_bit, q3_word),
+                                Mux(q3_beyond, Cat(beyond_bit, q3_beyond_word), 0))),
         ]
         return m

@@ -173,7 +173,10 @@ class MatchingEngine(wiring.Component):
             forward = wen_d & (waddr_d == raddr_d)
             m.d.comb += [read.addr.eq(r.addr),
                          r.data.eq(Mux(forward, _bits(forwarded), _bits(read.data)))]
+            landing[name] = write
             return r, w
+
+        landing: dict[str, Any] = {}  # each memory's write as it reaches the block RAM
 
         id_r, id_w = memory("id_map", link_layout, cfg.ids)
         info_r, info_w = memory("order_info", info_layout, cfg.orders)
@@ -188,13 +191,14 @@ class MatchingEngine(wiring.Component):
         o_raddr = Signal(slot_bits)
         l_raddr = Signal(len(head_r.addr))
         h_raddr = Signal(len(head_r.addr))
+        q_raddr = Signal(len(head_r.addr))
         m.d.comb += [info_r.addr.eq(o_raddr), oqty_r.addr.eq(o_raddr), next_r.addr.eq(o_raddr),
                      prev_r.addr.eq(o_raddr), head_r.addr.eq(h_raddr), tail_r.addr.eq(l_raddr),
-                     lqty_r.addr.eq(l_raddr)]
-        # The level heads' read address is the level table's but in DECODE, which reads the
-        # opposite book's cached best level's head beside its own level's tail and total, so
-        # that a taker goes into that level at once (see ``accept``).
-        m.d.comb += h_raddr.eq(l_raddr)
+                     lqty_r.addr.eq(q_raddr)]
+        # The level heads' and totals' read addresses are the level table's but in DECODE,
+        # which reads the opposite book's cached best level's head (and, for a taker that goes
+        # into that level at once, its total) beside its own level's tail (see ``accept``).
+        m.d.comb += [h_raddr.eq(l_raddr), q_raddr.eq(l_raddr)]
 
         m.submodules.occupancy = occupancy = OccupancyBitmap(books, L)
         m.submodules.free_list = free_list = FreeList(cfg.orders)
@@ -326,7 +330,7 @@ class MatchingEngine(wiring.Component):
             ret_regs[sub] = Signal(8, name=f"ret_{sub.lower()}")
 
         # The best level of each book, cached: a search for it answers in one clock instead of a
-        # bitmap query's nine. A new level updates it at once; emptying the best level marks it
+        # bitmap query's five. A new level updates it at once; emptying the best level marks it
         # stale, and the next search for it asks the bitmap and refills it.
         best_valid = Array(Signal(name=f"best_valid_{b}") for b in range(books))
         best_p = Array(Signal(log2_l, name=f"best_p_{b}") for b in range(books))
@@ -412,9 +416,9 @@ class MatchingEngine(wiring.Component):
 
         # The next level, searched for ahead: when a taker enters a level (always its book's
         # best), the bitmap is asked at once for the level after it, so that the answer is
-        # there when the level is exhausted instead of a search's ten clocks later. The two
+        # there when the level is exhausted instead of a search's six clocks later. The two
         # queries of SEARCH (the next level, then the whole book for the wrap) go out back to
-        # back; the bitmap answers in order, 8 clocks later. While a taker fills, the only
+        # back; the bitmap answers in order, 4 clocks later. While a taker fills, the only
         # change to that book's bitmap is its current level being cleared, which neither
         # answer depends on (the first looks strictly past it, and the second's answer is
         # kept only beyond the wrap, where the current level is not).
@@ -470,11 +474,42 @@ class MatchingEngine(wiring.Component):
         def better(book: Any, p: Any, than: Any) -> Any:  # in the book's own priority order
             return Mux(book[0] == Side.BUY.value, rel(p) > rel(than), rel(p) < rel(than))
 
+        def search_ahead(after: Any) -> None:
+            """Ask the bitmap for the taker's level after ``after`` (see below), unless answers
+            of an older search are still on their way."""
+            with m.If(pf_wait == 0):
+                m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(opp_book),
+                             query.index.eq(after),
+                             query.mode.eq(Mux(opp_desc, QueryMode.NEXT_BELOW,
+                                               QueryMode.NEXT_ABOVE)),
+                             pf_first_issue.eq(1)]
+                m.d.sync += [pf_armed.eq(1), pf_second.eq(1), pf_got.eq(0)]
+
         def offer_best(book: Any, p: Any) -> None:
             """Level ``p`` of ``book`` now holds an order: it is the best if it beats a valid,
             fresh cached best (a stale cache is left for the next search to refill)."""
             with m.If(~best_stale[book] & (~best_valid[book] | better(book, p, best_p[book]))):
                 m.d.sync += [best_valid[book].eq(1), best_p[book].eq(p)]
+
+        # The head of each book's best level, cached: a taker going into the best level from
+        # its decode then reads the head's order row in that clock (TAKE_HEAD's clock is gone).
+        # Register bh[b] is a copy of the head memory's row for level bh_p[b] of book b, kept
+        # by watching the writes as they reach the block RAM: a write to that row updates it,
+        # and a write to the row of the book's cached best level (when the copy is of another
+        # level) starts a copy of that one. Every level that becomes the best gets a copy when
+        # its head is next written: a new order opening it, or the first maker filled there.
+        # A copy is of the memory, not of the book, so it holds whatever the engine does.
+        bh = Array(Signal(slot_bits, name=f"bh_{b}") for b in range(books))
+        bh_p = Array(Signal(log2_l, name=f"bh_p_{b}") for b in range(books))
+        bh_ok = Array(Signal(name=f"bh_ok_{b}") for b in range(books))
+        head_landing = landing["level_head"]
+        for b in range(books):
+            to_book = head_landing.en & (head_landing.addr[log2_l:] == b)
+            with m.If(to_book & bh_ok[b] & (head_landing.addr[:log2_l] == bh_p[b])):
+                m.d.sync += bh[b].eq(head_landing.data)
+            with m.Elif(to_book & (head_landing.addr[:log2_l] == best_p[b])):
+                m.d.sync += [bh[b].eq(head_landing.data), bh_p[b].eq(best_p[b]),
+                             bh_ok[b].eq(1)]
 
         def emptied(book: Any, p: Any) -> None:
             """Level ``p`` of ``book`` is empty now: if it was the cached best, the cache is
@@ -646,6 +681,14 @@ class MatchingEngine(wiring.Component):
                         search(opp_book, opp_desc, "POST_ONLY_CHECK")
                     with m.Elif(new.tif == TimeInForce.FOK):
                         search(opp_book, opp_desc, "FOK_LEVEL")
+                    with m.Elif(takes_at_once):
+                        # TAKE_LEVEL's and TAKE_HEAD's work: the head's order row and the
+                        # level's total were read in this clock, and the search ahead goes out.
+                        m.d.sync += [wc_valid.eq(0), wc_next_found.eq(0), wc_next2_found.eq(0),
+                                     s_found.eq(1), s_q.eq(opp_best), lvl_p.eq(opp_best),
+                                     lvl_new.eq(0), cur.eq(best_head), lvl_fresh.eq(1)]
+                        search_ahead(opp_best)
+                        m.next = "TAKE_ORDER"
                     with m.Elif(opp_best_known & (is_market | opp_best_crosses) & ~stage_on_best):
                         # TAKE_LEVEL's work: the best level's head was read in this clock.
                         m.d.sync += [wc_valid.eq(0), s_found.eq(1), s_q.eq(opp_best),
@@ -674,12 +717,27 @@ class MatchingEngine(wiring.Component):
             opp_best_known = ~best_stale[opp_book] & best_valid[opp_book]
             stage_on_best = ((lk_valid & (lk_book == opp_book) & (lk_p == opp_best))
                              | (ul_valid & (a_book == opp_book) & (a_p == opp_best)))
+            # With the head's slot cached too, DECODE also reads the head's order row and the
+            # level's total, and the taker's first fill is in the next clock. The decision is
+            # made from registers alone (it drives two read addresses); a stage writing that
+            # level in this clock (the total stage too: the total is read now) leaves it to
+            # TAKE_HEAD. A write reaching the heads' memory in this clock is not in bh yet: it is
+            # taken from the write.
+            head_pending = head_landing.en & (head_landing.addr == level_addr(opp_book, opp_best))
+            best_head = Mux(head_pending, head_landing.data, bh[opp_book])
+            takes_at_once = (~new.post_only & (new.tif != TimeInForce.FOK) & opp_best_known
+                             & (is_market | opp_best_crosses) & ~stage_on_best
+                             & ~(mt_valid & (a_book == opp_book) & (a_p == opp_best))
+                             & (head_pending | (bh_ok[opp_book] & (bh_p[opp_book] == opp_best))))
             with m.State("DECODE"):
                 # The id map's entry for the command's id was read in the clock that took it:
                 # id_entry has it. A new order's level is read whatever is decided (only
                 # ``rest`` uses it): the address then does not wait for the id map's entry.
-                m.d.comb += [l_raddr.eq(level_addr(own_book, new.price[:log2_l])),
-                             h_raddr.eq(level_addr(opp_book, opp_best))]
+                m.d.comb += [o_raddr.eq(best_head),  # a cancel's or a modify's below
+                             l_raddr.eq(level_addr(own_book, new.price[:log2_l])),
+                             h_raddr.eq(level_addr(opp_book, opp_best)),
+                             q_raddr.eq(Mux(takes_at_once, level_addr(opp_book, opp_best),
+                                            level_addr(own_book, new.price[:log2_l])))]
                 m.d.sync += [pf_armed.eq(0), sc_valid[0].eq(0), sc_valid[1].eq(0)]
                 with m.Switch(op):
                     with m.Case(Opcode.NEW_ORDER):
@@ -806,13 +864,7 @@ class MatchingEngine(wiring.Component):
                 # keeps the search made for the word.
                 with m.If(lvl_new):
                     m.d.sync += pf_armed.eq(0)
-                    with m.If(pf_wait == 0):
-                        m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(opp_book),
-                                     query.index.eq(Mux(wc_valid, word_edge, lvl_p)),
-                                     query.mode.eq(Mux(opp_desc, QueryMode.NEXT_BELOW,
-                                                       QueryMode.NEXT_ABOVE))]
-                        m.d.comb += pf_first_issue.eq(1)
-                        m.d.sync += [pf_armed.eq(1), pf_second.eq(1), pf_got.eq(0)]
+                    search_ahead(Mux(wc_valid, word_edge, lvl_p))
                 m.next = "TAKE_ORDER"
             with m.State("TAKE_ORDER"):
                 # The maker's row and its level's total, read in the clock before (and held

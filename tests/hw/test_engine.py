@@ -23,6 +23,7 @@ from engine_harness import run_engine  # tests/hw/engine_harness.py
 
 from ocee.host.flowgen import FlowParams, generate_flow
 from ocee.hw.matching.config import MatchingConfig
+from ocee.hw.matching.bitmap import QUERY_LATENCY
 from ocee.hw.matching.engine import MatchingEngine
 from ocee.hw.matching.model import MatchingModel
 from ocee.hw.protocol import (
@@ -43,6 +44,7 @@ from ocee.hw.protocol import (
 )
 
 SMALL = MatchingConfig(markets=2, levels=64, orders=64, ids=256)
+SELL_1 = dict(market=0, account=1, side=Side.SELL)  # account 1 selling in market 0
 
 
 class _Recorder:
@@ -355,24 +357,45 @@ def test_a_top_of_book_query_waits_for_no_bitmap_query() -> None:
     assert taken_at[2] - taken_at[1] == 1 + 5, taken_at
 
 
-@pytest.mark.parametrize("before", ["nothing", "a new best level", "its head canceled"])
+TAKE_FROM_DECODE_CASES = {
+    # (the commands between the book and the taker, clocks from its `accepted` to its fill)
+    "nothing": ([NewOrder(id=3, price=26, qty=4, **SELL_1)], 1),
+    # the link stage writes the new best level's head in the taker's decode clock
+    "a new best level": ([NewOrder(id=3, price=22, qty=4, **SELL_1)], 3),
+    # the unlink stage writes the level's head in the taker's decode clock
+    "its head canceled": ([Cancel(market=0, id=1)], 3),
+    # the new best level's head reaches the memory in the taker's decode clock: forwarded
+    "a new best level, then an order elsewhere": (
+        [NewOrder(id=3, price=22, qty=4, **SELL_1),
+         NewOrder(market=1, id=4, account=1, price=9, qty=1, side=Side.BUY)], 1),
+    # the total stage writes the level's total in the taker's decode clock
+    "a modify of its head": ([Modify(market=0, id=1, qty=1)], 2),
+    # the best level was found by a taker's search ahead: its head is not cached yet
+    "a best level found by a search": (
+        [NewOrder(id=3, price=26, qty=4, **SELL_1),
+         NewOrder(market=0, id=40, account=3, price=26, qty=6, side=Side.BUY)], 2),
+}
+
+
+@pytest.mark.parametrize("before", TAKE_FROM_DECODE_CASES)
 def test_a_taker_goes_into_the_cached_best_level_from_its_decode(before: str) -> None:
-    """A taker whose opposite best level is cached reads that level's head in its decode
-    clock, so its first fill comes 2 clocks after its `accepted` (the head's order row, the
-    fill). When the command before it left a stage writing that level's head in the taker's
-    decode clock (an order resting on an empty level, which is then the best; a cancel of the
-    level's head), the read would miss the write: the taker reads the level a clock later."""
-    sell = dict(market=0, account=1, side=Side.SELL)
-    book: list[Command] = [NewOrder(id=1, price=24, qty=2, **sell),
-                           NewOrder(id=2, price=24, qty=3, **sell)]
-    last: list[Command] = {"nothing": [NewOrder(id=3, price=26, qty=4, **sell)],
-                           "a new best level": [NewOrder(id=3, price=22, qty=4, **sell)],
-                           "its head canceled": [Cancel(market=0, id=1)]}[before]
+    """A taker whose opposite best level is cached with its head's slot reads the head's
+    order row and the level's total in its decode clock, so its first fill comes in the clock
+    after its `accepted`. When a stage writes that level in the taker's decode clock (the read
+    would miss the write), or the level's head is not cached (the level was found by a
+    search and its head not written since), the taker reads the level's head in its decode
+    clock (2 clocks: the head's row, the fill) or a clock later (3)."""
+    book: list[Command] = [NewOrder(id=1, price=24, qty=2, **SELL_1),
+                           NewOrder(id=2, price=24, qty=3, **SELL_1)]
+    between, clocks = TAKE_FROM_DECODE_CASES[before]
     taker = NewOrder(market=0, id=50, account=2, price=30, qty=9, side=Side.BUY)
+    commands = [*book, *between, taker, Query(market=0, levels=2)]
+    model = MatchingModel(SMALL)
+    ahead = sum(len(model.execute(c)) for c in commands[:len(book) + len(between)])
     taken_at: list[int] = []
-    run_engine(SMALL, [*book, *last, taker, Query(market=0, levels=2)], taken_at=taken_at)
-    accepted, first_fill = taken_at[3], taken_at[4]
-    assert first_fill - accepted == (2 if before == "nothing" else 3), taken_at
+    run_engine(SMALL, commands, taken_at=taken_at)
+    accepted, first_fill = taken_at[ahead], taken_at[ahead + 1]
+    assert first_fill - accepted == clocks, taken_at
 
 
 def test_a_walk_takes_its_next_levels_from_the_word_it_searched() -> None:
@@ -389,18 +412,18 @@ def test_a_walk_takes_its_next_levels_from_the_word_it_searched() -> None:
     rows = [b - a for a, b in itertools.pairwise(taken_at[-4:])]
     # The first row's next levels come from bitmap queries (the best levels are cached,
     # without their words); the next rows' from the words: their two totals, the next bid and
-    # ask, the row. Without the words every row waits for two queries (23 clocks).
+    # ask, the row. Without the words every row waits for two queries.
     assert rows[:2] == [5, 5], rows
     twice = [NewOrder(id=i, price=p, **buy) for i, p in enumerate([22, 22, 20, 20, 18, 18])]
     taken_at = []
     run_engine(SMALL, [*twice, MassCancelAccount(market=0, account=1)], taken_at=taken_at)
     cancels = [b - a for a, b in itertools.pairwise(taken_at[-7:-1])]  # its six cancels
     # Within a level, an order canceled every 2 clocks (its row read, then its successor's
-    # beside the unlink stage; 5 before); 22 -> 20 waits for a query (the best level's word is
-    # not cached); 20 -> 18 comes from the word: 4 clocks (16 before the word was kept).
+    # beside the unlink stage); 22 -> 20 waits for a query (the best level's word is not
+    # cached): 9 clocks, the bitmap's 4 among them; 20 -> 18 comes from the word: 4 clocks.
     assert [cancels[i] for i in (0, 2, 4)] == [2, 2, 2], cancels
     assert cancels[3] == 4, cancels
-    assert cancels[1] > 10, cancels
+    assert cancels[1] == 5 + QUERY_LATENCY, cancels
 
 
 @pytest.mark.parametrize("ready", [1.0, 0.2])
