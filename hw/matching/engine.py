@@ -422,9 +422,14 @@ class MatchingEngine(wiring.Component):
         # change to that book's bitmap is its current level being cleared, which neither
         # answer depends on (the first looks strictly past it, and the second's answer is
         # kept only beyond the wrap, where the current level is not).
+        # A search ahead may go out while an older one's answers are on their way (a taker
+        # that ended before they came, or moved on with the first): those are dropped as they
+        # come (pf_drop). A search ahead goes out at most every 2 clocks and is answered within
+        # 6, so at most 6 answers are on their way.
         pf_armed = Signal()  # the answers will be for the level being taken now
         pf_second = Signal()  # the second query goes out in this clock
-        pf_wait = Signal(range(3))  # answers still to come
+        pf_wait = Signal(range(8))  # answers still to come
+        pf_drop = Signal(range(8))  # ... of which the next ones, an older search's
         pf_got = Signal()  # the first answer is in
         pf_first_issue = Signal()  # the first query goes out in this clock
         pf_first_found, pf_second_found = Signal(), Signal()
@@ -432,6 +437,8 @@ class MatchingEngine(wiring.Component):
         pf_first_word, pf_second_word = Signal(wb), Signal(wb)
         pf_done = pf_armed & (pf_wait == 0)
         main_result = occupancy.o_result.valid & (pf_wait == 0)  # SEARCH's, not a prefetch's
+        pf_arriving = occupancy.o_result.valid & (pf_wait != 0)
+        pf_first_now = pf_arriving & (pf_drop == 0) & ~pf_got  # the armed search's first
 
         # The rest of the taker's word. An answer of the bitmap brings the set levels of its
         # word from the answer on (``word``), so once the taker has gone into a level found by
@@ -475,15 +482,13 @@ class MatchingEngine(wiring.Component):
             return Mux(book[0] == Side.BUY.value, rel(p) > rel(than), rel(p) < rel(than))
 
         def search_ahead(after: Any) -> None:
-            """Ask the bitmap for the taker's level after ``after`` (see below), unless answers
-            of an older search are still on their way."""
-            with m.If(pf_wait == 0):
-                m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(opp_book),
-                             query.index.eq(after),
-                             query.mode.eq(Mux(opp_desc, QueryMode.NEXT_BELOW,
-                                               QueryMode.NEXT_ABOVE)),
-                             pf_first_issue.eq(1)]
-                m.d.sync += [pf_armed.eq(1), pf_second.eq(1), pf_got.eq(0)]
+            """Ask the bitmap for the taker's level after ``after`` (see below); the answers of
+            an older search still on their way are dropped."""
+            m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(opp_book),
+                         query.index.eq(after),
+                         query.mode.eq(Mux(opp_desc, QueryMode.NEXT_BELOW, QueryMode.NEXT_ABOVE)),
+                         pf_first_issue.eq(1)]
+            m.d.sync += [pf_armed.eq(1), pf_second.eq(1), pf_got.eq(0)]
 
         def offer_best(book: Any, p: Any) -> None:
             """Level ``p`` of ``book`` now holds an order: it is the best if it beats a valid,
@@ -858,9 +863,8 @@ class MatchingEngine(wiring.Component):
             with m.State("TAKE_HEAD"):
                 m.d.comb += [o_raddr.eq(head_r.data), l_raddr.eq(level_addr(opp_book, lvl_p))]
                 m.d.sync += [cur.eq(head_r.data), lvl_fresh.eq(1)]
-                # Search ahead when a query found this level, unless answers of an older search
-                # are still on their way: for the level after the word when its rest is known,
-                # else for the level after this one. A level found in the rest of the word
+                # Search ahead when a query found this level: for the level after the word when
+                # its rest is known, else for the level after this one. A level found in the rest of the word
                 # keeps the search made for the word.
                 with m.If(lvl_new):
                     m.d.sync += pf_armed.eq(0)
@@ -954,7 +958,10 @@ class MatchingEngine(wiring.Component):
                 # by the decision below, whose compares would then stand in front of two block
                 # RAMs' addresses: they did, the appliance's critical path at `d1633f0`). No
                 # other way uses what is read.
-                pf_q = Mux(pf_first_found, pf_first_q, pf_second_q)
+                # The search ahead's answer: its first in the clock it comes, or in its register.
+                a_found = Mux(pf_got, pf_first_found, result.found)
+                a_q = Mux(pf_got, pf_first_q, result.index)
+                pf_q = Mux(pf_got & ~pf_first_found, pf_second_q, a_q)
                 m.d.comb += [
                     o_raddr.eq(Mux(mk_next.valid, mk_next.slot, head_r.data)),
                     l_raddr.eq(level_addr(opp_book, Mux(mk_next.valid, lvl_p,
@@ -982,18 +989,22 @@ class MatchingEngine(wiring.Component):
                     with m.Else():
                         m.next = "TAKE_LEVEL"
                 with m.Elif(pf_armed):  # the level and its word are exhausted: searched ahead
-                    with m.If(pf_done):
-                        # SEARCH's two answers for "next worse than lvl_p", combined.
-                        wrapped = Mux(opp_desc, lvl_p < base, lvl_p >= base)
-                        beyond_wrap_1 = Mux(opp_desc, pf_first_q >= base, pf_first_q < base)
+                    # SEARCH's two answers for "next worse than lvl_p", combined. The second
+                    # (the whole book, for the wrap) counts only when the first found nothing
+                    # and lvl_p is before the wrap: else the first decides, as it comes.
+                    wrapped = Mux(opp_desc, lvl_p < base, lvl_p >= base)
+                    first_in = pf_got | pf_first_now
+                    with m.If((first_in & (a_found | ~wrapped)) | pf_done):
+                        beyond_wrap_1 = Mux(opp_desc, a_q >= base, a_q < base)
                         beyond_wrap_2 = Mux(opp_desc, pf_second_q >= base, pf_second_q < base)
-                        found = Mux(pf_first_found, wrapped | beyond_wrap_1,
+                        found = Mux(a_found, wrapped | beyond_wrap_1,
                                     wrapped & pf_second_found & beyond_wrap_2)
-                        q = pf_q
+                        q = Mux(a_found, a_q, pf_second_q)
+                        a_word = Mux(pf_got, pf_first_word, result.word)
                         # The exhausted level was the best: the answer is the new best.
                         m.d.sync += [s_found.eq(found), s_q.eq(q), pf_armed.eq(0),
                                      wc_valid.eq(found),
-                                     wc_bits.eq(Mux(pf_first_found, pf_first_word, pf_second_word)),
+                                     wc_bits.eq(Mux(a_found, a_word, pf_second_word)),
                                      best_valid[opp_book].eq(found), best_p[opp_book].eq(q),
                                      best_stale[opp_book].eq(0)]
                         # TAKE_LEVEL's work when the taker goes on into that level: the
@@ -1409,7 +1420,12 @@ class MatchingEngine(wiring.Component):
             m.d.sync += pf_second.eq(0)
         issued = Signal(range(3))
         m.d.comb += issued.eq(Mux(pf_second, 1, 0) + Mux(pf_first_issue, 1, 0))
-        with m.If(occupancy.o_result.valid & (pf_wait != 0)):
+        m.d.sync += pf_wait.eq(pf_wait + issued - pf_arriving)
+        with m.If(pf_first_issue):  # every answer still to come after this clock is dropped
+            m.d.sync += pf_drop.eq(pf_wait - pf_arriving)
+        with m.Elif(pf_arriving & (pf_drop != 0)):
+            m.d.sync += pf_drop.eq(pf_drop - 1)
+        with m.Elif(pf_arriving):  # the armed search's (or the last one's, once it moved on)
             m.d.sync += pf_got.eq(1)
             with m.If(~pf_got):
                 m.d.sync += [pf_first_found.eq(result.found), pf_first_q.eq(result.index),
@@ -1417,8 +1433,5 @@ class MatchingEngine(wiring.Component):
             with m.Else():
                 m.d.sync += [pf_second_found.eq(result.found), pf_second_q.eq(result.index),
                              pf_second_word.eq(result.word)]
-            m.d.sync += pf_wait.eq(pf_wait + issued - 1)
-        with m.Else():
-            m.d.sync += pf_wait.eq(pf_wait + issued)
 
         return m

@@ -398,6 +398,32 @@ def test_a_taker_goes_into_the_cached_best_level_from_its_decode(before: str) ->
     assert first_fill - accepted == clocks, taken_at
 
 
+@pytest.mark.parametrize("before", ["nothing", "a taker whose search ahead is on its way"])
+def test_a_taker_changes_word_on_its_search_aheads_first_answer(before: str) -> None:
+    """A taker that exhausts its level, with nothing more in the level's bitmap word, goes on
+    with the search ahead asked when it entered the level: the first answer decides as it
+    comes out of the bitmap (the second, for the wrap, counts only when the first found
+    nothing past a wrapped level), so the next level's fill comes 5 clocks after the last
+    one. A search ahead goes out even while an earlier taker's answers are on their way
+    (those are dropped as they come), so a taker right behind another does the same."""
+    book: list[Command] = [NewOrder(id=1, price=20, qty=5, **SELL_1),
+                           NewOrder(id=2, price=40, qty=5, **SELL_1)]  # another word
+    between: list[Command] = {
+        "nothing": [],
+        "a taker whose search ahead is on its way": [
+            NewOrder(market=0, id=30, account=3, price=20, qty=1, side=Side.BUY)],
+    }[before]
+    taker = NewOrder(market=0, id=50, account=2, price=45, qty=9, side=Side.BUY)
+    commands = [*book, *between, taker, Query(market=0, levels=2)]
+    model = MatchingModel(SMALL)
+    ahead = sum(len(model.execute(c)) for c in commands[:len(book) + len(between)])
+    taken_at: list[int] = []
+    run_engine(SMALL, commands, taken_at=taken_at)
+    accepted, first_fill, second_fill = taken_at[ahead:ahead + 3]
+    assert first_fill - accepted == 1, taken_at
+    assert second_fill - first_fill == 5, taken_at
+
+
 def test_a_walk_takes_its_next_levels_from_the_word_it_searched() -> None:
     """A query's and a mass cancel's walks search level after level in the book's order; each
     bitmap answer brings the rest of its word, so the next levels in that word come without a
