@@ -202,6 +202,22 @@ class MatchingEngine(wiring.Component):
 
         m.submodules.occupancy = occupancy = OccupancyBitmap(books, L)
         m.submodules.free_list = free_list = FreeList(cfg.orders)
+        # A slot freed (free_valid, free_slot: a filled maker, a canceled order) reaches the
+        # free list a clock later, from registers: the decision that frees it (after a block
+        # RAM's output: a fill's compare) went on into the free list's ring write enable, the
+        # appliance's critical path at `8b78bf2`. The slot on its way is handed out at once when
+        # it is the only free one (the free list is empty), so a resting order never waits.
+        free_valid = Signal()
+        free_slot = Signal(range(cfg.orders))
+        alloc = Signal()
+        freed_valid = Signal()
+        freed_slot = Signal(range(cfg.orders))
+        m.d.sync += [freed_valid.eq(free_valid), freed_slot.eq(free_slot)]
+        alloc_freed = freed_valid & free_list.empty  # the slot on its way is the only free one
+        alloc_slot = Mux(alloc_freed, freed_slot, free_list.slot)
+        m.d.comb += [free_list.alloc.eq(alloc & ~alloc_freed),
+                     free_list.i_free.valid.eq(freed_valid & ~(alloc & alloc_freed)),
+                     free_list.i_free.payload.eq(freed_slot)]
         # The event queue: each event with whether it is the first of its command.
         m.submodules.events = events = SyncFIFOBuffered(width=EVENT.size + 1, depth=EVENT_QUEUE)
         m.d.comb += [self.o_event.payload.eq(events.r_data[:EVENT.size]),
@@ -652,9 +668,9 @@ class MatchingEngine(wiring.Component):
                 the next command: the link stage (below the state machine) appends the order to
                 its level in the next clock, beside the next command's decode. The slot's next
                 pointer is clear already (cleared when the slot was freed, or by INIT)."""
-                slot = free_list.slot
+                slot = alloc_slot
                 own_p = new.price[:log2_l]
-                m.d.comb += [free_list.alloc.eq(1),
+                m.d.comb += [alloc.eq(1),
                              info_w.addr.eq(slot), info_w.en.eq(1),
                              info_w.data.id.eq(new.id), info_w.data.account.eq(new.account),
                              info_w.data.market.eq(market), info_w.data.side.eq(side),
@@ -903,7 +919,7 @@ class MatchingEngine(wiring.Component):
                 # The bitmap's update, should the level empty, and the slot to free, should the
                 # maker be filled: their payloads (the bitmap's read address, the free list's
                 # ring write data) do not wait for the decision, only their valid does.
-                m.d.comb += [free_list.i_free.payload.eq(cur),
+                m.d.comb += [free_slot.eq(cur),
                              occupancy.i_update.payload.book.eq(opp_book),
                              occupancy.i_update.payload.index.eq(lvl_p),
                              occupancy.i_update.payload.set.eq(0)]
@@ -929,7 +945,7 @@ class MatchingEngine(wiring.Component):
                             # free its id and slot, take it off the total, and unlink it.
                             m.d.comb += [id_w.addr.eq(info_r.data.id), id_w.data.eq(0), id_w.en.eq(1),
                                          next_w.addr.eq(cur), next_w.data.eq(0), next_w.en.eq(1),
-                                         free_list.i_free.valid.eq(1),
+                                         free_valid.eq(1),
                                          lqty_w.addr.eq(level), lqty_w.data.eq(level_total - maker_qty),
                                          lqty_w.en.eq(1),
                                          head_w.addr.eq(level), head_w.data.eq(maker_next.slot),
@@ -1065,7 +1081,7 @@ class MatchingEngine(wiring.Component):
                 m.d.comb += [l_raddr.eq(level_addr(book, info.level)),
                              id_w.addr.eq(info.id), id_w.data.eq(0), id_w.en.eq(1),
                              next_w.addr.eq(slot), next_w.data.eq(0), next_w.en.eq(1),
-                             free_list.i_free.valid.eq(1)]
+                             free_valid.eq(1)]
                 m.d.sync += [resting.eq(resting - 1), a_book.eq(book), a_p.eq(info.level),
                              rm_qty.eq(oqty_r.data), rm_prev.eq(row_prev), rm_next.eq(row_next)]
 
@@ -1077,7 +1093,7 @@ class MatchingEngine(wiring.Component):
                 # The order's level, read whatever is decided (only a modify uses it): the
                 # address then does not wait for the decision.
                 m.d.comb += [o_raddr.eq(cur),  # the data holds while an event waits
-                             free_list.i_free.payload.eq(cur),  # not waiting for the decision
+                             free_slot.eq(cur),  # not waiting for the decision
                              l_raddr.eq(level_addr(Cat(info.side, info.market), info.level))]
                 with m.If(info.market != market):
                     reject(RejectReason.UNKNOWN_ID, cmd.body.cancel.id)
@@ -1162,7 +1178,7 @@ class MatchingEngine(wiring.Component):
                 # row is read; another's: its successor's row is read at once.
                 info = info_r.data
                 m.d.comb += [o_raddr.eq(cur),  # the data holds while an event waits
-                             free_list.i_free.payload.eq(cur)]
+                             free_slot.eq(cur)]
                 with m.If(whole | (info.account == cmd.body.mass_cancel_account.account)):
                     with canceled(info.id, oqty_r.data, CancelReason.MASS_CANCEL):
                         removing(cur)
@@ -1290,7 +1306,7 @@ class MatchingEngine(wiring.Component):
             # ---- Subroutine: remove order a_slot from the book, whatever quantity it has ----
             # The caller has put a_slot on the order table's read address (see ``remove``).
             with m.State("REMOVE_READ"):
-                m.d.comb += free_list.i_free.payload.eq(a_slot)
+                m.d.comb += free_slot.eq(a_slot)
                 removing(a_slot)
                 m.next = "REMOVE_WRITE"
             with m.State("REMOVE_WRITE"):

@@ -424,6 +424,32 @@ def test_a_taker_changes_word_on_its_search_aheads_first_answer(before: str) -> 
     assert second_fill - first_fill == 5, taken_at
 
 
+@pytest.mark.parametrize("freed_by", ["a fill", "a cancel"])
+def test_the_last_free_slot_is_handed_out_in_the_clock_after_it_is_freed(freed_by: str) -> None:
+    """A freed slot reaches the free list a clock late (from registers, for timing); when it
+    is the only free slot, an order resting in the very next clock takes it on its way. A
+    cancel frees its order's slot in the clock that takes the next command (without the slot
+    on its way handed out, the order after it overwrites another order's row: the sweep's
+    fills name the wrong maker); a taker frees a filled maker's a clock before it ends."""
+    config = MatchingConfig(markets=1, levels=64, orders=8, ids=64)
+    book: list[Command] = [NewOrder(id=i, price=30 + i, qty=1, **SELL_1) for i in range(8)]
+    frees: Command = {"a fill": NewOrder(market=0, id=20, account=2, price=30, qty=1,  # IOC:
+                                         side=Side.BUY, tif=TimeInForce.IOC),  # a full book
+                      "a cancel": Cancel(market=0, id=3)}[freed_by]
+    rests = [NewOrder(market=0, id=21, account=2, price=20, qty=4, side=Side.BUY),
+             NewOrder(market=0, id=22, account=2, price=21, qty=4, side=Side.BUY)]  # full
+    # A sweep of every resting sell order, whose fills name each maker's id (a slot handed out
+    # twice would have overwritten another order's row).
+    sweep = NewOrder(market=0, id=23, account=3, price=40, qty=20, side=Side.BUY,
+                     tif=TimeInForce.IOC)
+    run_engine(config, [*book, frees, *rests, sweep, Query(market=0, levels=8)])
+    model = MatchingModel(config)
+    for command in [*book, frees]:
+        model.execute(command)
+    events = model.execute(rests[0]) + model.execute(rests[1])
+    assert [type(e).__name__ for e in events] == ["Accepted", "Rejected"], events
+
+
 def test_a_walk_takes_its_next_levels_from_the_word_it_searched() -> None:
     """A query's and a mass cancel's walks search level after level in the book's order; each
     bitmap answer brings the rest of its word, so the next levels in that word come without a
