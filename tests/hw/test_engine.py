@@ -22,8 +22,8 @@ import test_matching_rules as rules  # tests/test_matching_rules.py
 from engine_harness import run_engine  # tests/hw/engine_harness.py
 
 from ocee.host.flowgen import FlowParams, generate_flow
-from ocee.hw.matching.config import MatchingConfig
 from ocee.hw.matching.bitmap import QUERY_LATENCY
+from ocee.hw.matching.config import MatchingConfig
 from ocee.hw.matching.engine import MatchingEngine
 from ocee.hw.matching.model import MatchingModel
 from ocee.hw.protocol import (
