@@ -917,8 +917,8 @@ class MatchingEngine(wiring.Component):
                              l_raddr.eq(Mux(prefetch, level_addr(opp_book, wc_next_q), level))]
                 m.d.sync += next_row_read.eq(prefetch)
                 # The bitmap's update, should the level empty, and the slot to free, should the
-                # maker be filled: their payloads (the bitmap's read address, the free list's
-                # ring write data) do not wait for the decision, only their valid does.
+                # maker be filled: their payloads (the bitmap's read address, the freed slot's
+                # register) do not wait for the decision, only their valid does.
                 m.d.comb += [free_slot.eq(cur),
                              occupancy.i_update.payload.book.eq(opp_book),
                              occupancy.i_update.payload.index.eq(lvl_p),
