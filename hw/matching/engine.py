@@ -700,6 +700,15 @@ class MatchingEngine(wiring.Component):
                         rest(new.qty)
                     with m.Elif(new.post_only):
                         search(opp_book, opp_desc, "POST_ONLY_CHECK")
+                    with m.Elif(fok_at_once):
+                        # FOK_LEVEL's work: DECODE read the cached best level's total and
+                        # head; FOK_FIRST checks the total, and the search ahead goes out now
+                        # for the take that follows when the level covers the order.
+                        m.d.sync += [wc_valid.eq(0), wc_next_found.eq(0), wc_next2_found.eq(0),
+                                     s_found.eq(1), s_q.eq(opp_best), lvl_p.eq(opp_best),
+                                     lvl_new.eq(0), lvl_fresh.eq(1)]
+                        search_ahead(opp_best)
+                        m.next = "FOK_FIRST"
                     with m.Elif(new.tif == TimeInForce.FOK):
                         search(opp_book, opp_desc, "FOK_LEVEL")
                     with m.Elif(takes_at_once):
@@ -750,6 +759,15 @@ class MatchingEngine(wiring.Component):
                              & (is_market | opp_best_crosses) & ~stage_on_best
                              & ~(mt_valid & (a_book == opp_book) & (a_p == opp_best))
                              & (head_pending | (bh_ok[opp_book] & (bh_p[opp_book] == opp_best))))
+            # A FOK order without self-trade prevention whose opposite best level is cached
+            # and crosses starts its scan from DECODE, which reads that level's head and total
+            # (unless a stage writes the level in that clock, as for ``takes_at_once``):
+            # FOK_FIRST checks the total and, when it covers the order, goes into the level
+            # at once (FOK_LEVEL, FOK_TOTAL, TAKE_LEVEL and TAKE_HEAD were 4 clocks).
+            # Registers only, as for ``takes_at_once``: it chooses the totals' read address.
+            fok_at_once = ((new.tif == TimeInForce.FOK) & (new.stp == StpMode.NONE)
+                           & opp_best_known & (is_market | opp_best_crosses) & ~stage_on_best
+                           & ~(mt_valid & (a_book == opp_book) & (a_p == opp_best)))
             with m.State("DECODE"):
                 # The id map's entry for the command's id was read in the clock that took it:
                 # id_entry has it. A new order's level is read whatever is decided (only
@@ -757,7 +775,8 @@ class MatchingEngine(wiring.Component):
                 m.d.comb += [o_raddr.eq(best_head),  # a cancel's or a modify's below
                              l_raddr.eq(level_addr(own_book, new.price[:log2_l])),
                              h_raddr.eq(level_addr(opp_book, opp_best)),
-                             q_raddr.eq(Mux(takes_at_once, level_addr(opp_book, opp_best),
+                             q_raddr.eq(Mux(takes_at_once | fok_at_once,
+                                            level_addr(opp_book, opp_best),
                                             level_addr(own_book, new.price[:log2_l])))]
                 m.d.sync += [pf_armed.eq(0), sc_valid[0].eq(0), sc_valid[1].eq(0)]
                 with m.Switch(op):
@@ -841,6 +860,17 @@ class MatchingEngine(wiring.Component):
                 m.d.sync += need.eq(covered)
                 with m.If(covered < 0):
                     search(opp_book, opp_desc, "TAKE_LEVEL")
+                with m.Else():
+                    search(opp_book, opp_desc, "FOK_LEVEL", after=lvl_p, from_word=False)
+            with m.State("FOK_FIRST"):
+                # The best level's total and head, read in DECODE. The head's row and the total
+                # are read again for TAKE_ORDER whatever is decided (TAKE_HEAD's work), so that
+                # the addresses wait for no compare.
+                covered = need - lqty_r.data
+                m.d.comb += [o_raddr.eq(head_r.data), q_raddr.eq(level_addr(opp_book, lvl_p))]
+                m.d.sync += [need.eq(covered), cur.eq(head_r.data)]
+                with m.If(covered < 0):
+                    m.next = "TAKE_ORDER"
                 with m.Else():
                     search(opp_book, opp_desc, "FOK_LEVEL", after=lvl_p, from_word=False)
             with m.State("FOK_HEAD"):

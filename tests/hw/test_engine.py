@@ -398,6 +398,46 @@ def test_a_taker_goes_into_the_cached_best_level_from_its_decode(before: str) ->
     assert first_fill - accepted == clocks, taken_at
 
 
+FOK_CASES = {
+    # (the FOK taker's quantity and self-trade prevention, the commands before it, the clocks
+    # from its `accepted` to its first event after it; None: events checked, clocks not)
+    "covered by the best level": (4, StpMode.NONE, [], 2),
+    # the link stage writes the level's total and tail in the taker's decode clock
+    "an order resting on the best level just before": (
+        4, StpMode.NONE, [NewOrder(id=3, price=24, qty=1, **SELL_1)], 5),
+    # the scan goes order by order: the old way
+    "under self-trade prevention": (4, StpMode.CANCEL_TAKER, [], 6),
+    "covered by the second level": (7, StpMode.NONE, [], None),
+    "not fillable": (12, StpMode.NONE, [], None),
+}
+
+
+@pytest.mark.parametrize("case", FOK_CASES)
+def test_a_fok_taker_checks_the_cached_best_levels_total_from_its_decode(case: str) -> None:
+    """A FOK order (without self-trade prevention) whose opposite best level is cached and
+    crosses reads that level's total and head in its decode clock: when the total covers the
+    order, its first fill comes 2 clocks after its `accepted` (the total's compare, then the
+    fill), where the scan and the take from the level took 5. Else the scan goes on from the
+    next level as before, and a level written by a stage in the decode clock, or a FOK under
+    self-trade prevention, takes the old way."""
+    qty, stp, between, clocks = FOK_CASES[case]
+    book: list[Command] = [NewOrder(id=1, price=24, qty=2, **SELL_1),
+                           NewOrder(id=2, price=24, qty=3, **SELL_1),
+                           NewOrder(id=4, price=26, qty=4, **SELL_1)]
+    taker = NewOrder(market=0, id=50, account=1 if stp != StpMode.NONE else 2, price=30,
+                     qty=qty, side=Side.BUY, tif=TimeInForce.FOK, stp=stp)
+    if stp != StpMode.NONE:  # a maker of another account ahead of the taker's own orders
+        book.insert(0, NewOrder(market=0, id=5, account=3, price=24, qty=9, side=Side.SELL))
+    commands = [*book, *between, taker, Query(market=0, levels=2)]
+    model = MatchingModel(SMALL)
+    ahead = sum(len(model.execute(c)) for c in commands[:len(book) + len(between)])
+    taken_at: list[int] = []
+    run_engine(SMALL, commands, taken_at=taken_at)
+    if clocks is not None:
+        accepted, first = taken_at[ahead], taken_at[ahead + 1]
+        assert first - accepted == clocks, taken_at
+
+
 @pytest.mark.parametrize("before", ["nothing", "a taker whose search ahead is on its way"])
 def test_a_taker_changes_word_on_its_search_aheads_first_answer(before: str) -> None:
     """A taker that exhausts its level, with nothing more in the level's bitmap word, goes on
