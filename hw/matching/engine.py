@@ -909,6 +909,12 @@ class MatchingEngine(wiring.Component):
             with m.State("TAKE_HEAD"):
                 m.d.comb += [o_raddr.eq(head_r.data), l_raddr.eq(level_addr(opp_book, lvl_p))]
                 m.d.sync += [cur.eq(head_r.data), lvl_fresh.eq(1)]
+                # The level is the book's best, and its head as read is the memory's row (no
+                # write to it lands in this clock: see ``takes_at_once``): the head cache's copy
+                # starts here, so that the next taker goes in from its decode even when this
+                # one leaves the head in place (a partial fill writes no head).
+                m.d.sync += [bh[opp_book].eq(head_r.data), bh_p[opp_book].eq(lvl_p),
+                             bh_ok[opp_book].eq(1)]
                 # Search ahead when a query found this level: for the level after the word when
                 # its rest is known, else for the level after this one. A level found in the rest of the word
                 # keeps the search made for the word.
@@ -1226,13 +1232,25 @@ class MatchingEngine(wiring.Component):
                 # The successor's row is read in the clock the unlink stage writes its pointers:
                 # the stage's forwarding gives MASS_ORDER what it wrote. The search for the
                 # next level is made here, not in MASS_ORDER, whose decision follows the order
-                # row's read data: the word's logic then stays out of that path.
+                # row's read data: the word's logic then stays out of that path. A next level
+                # in the rest of the last searched word (the walk is in the book's order) is
+                # known now, from registers: its head is read in this clock (MASS_LEVEL's
+                # work, whatever is decided), else the bitmap is asked.
+                in_word, word_q = next_in_word(sc_bits[mc_side], lvl_p, mc_side == Side.BUY.value,
+                                               "mass_walk")
                 with m.If(rm_next.valid):
                     m.d.comb += o_raddr.eq(rm_next.slot)
                     m.d.sync += cur.eq(rm_next.slot)
                     m.next = "MASS_ORDER"
                 with m.Else():
-                    search(mc_book, mc_side == Side.BUY.value, "MASS_LEVEL", after=lvl_p)
+                    m.d.comb += l_raddr.eq(level_addr(mc_book, word_q))
+                    with m.If(sc_valid[mc_side] & (sc_book[mc_side] == mc_book)
+                              & (sc_q[mc_side] == lvl_p) & in_word):
+                        m.d.sync += [sc_q[mc_side].eq(word_q), lvl_p.eq(word_q)]
+                        m.next = "MASS_HEAD"
+                    with m.Else():
+                        search(mc_book, mc_side == Side.BUY.value, "MASS_LEVEL", after=lvl_p,
+                               from_word=False)
             with m.State("MASS_DONE"):
                 mcd = ev.body.mass_canceled
                 with emitting(ev.header.kind.eq(EventKind.MASS_CANCELED),

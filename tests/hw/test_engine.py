@@ -370,10 +370,17 @@ TAKE_FROM_DECODE_CASES = {
          NewOrder(market=1, id=4, account=1, price=9, qty=1, side=Side.BUY)], 1),
     # the total stage writes the level's total in the taker's decode clock
     "a modify of its head": ([Modify(market=0, id=1, qty=1)], 2),
-    # the best level was found by a taker's search ahead: its head is not cached yet
-    "a best level found by a search": (
+    # the taker before went into the level by its head (TAKE_HEAD, the level found by its
+    # search ahead) and filled that order in part: the copy started from that read
+    "a level a taker left its head on": (
         [NewOrder(id=3, price=26, qty=4, **SELL_1),
-         NewOrder(market=0, id=40, account=3, price=26, qty=6, side=Side.BUY)], 2),
+         NewOrder(market=0, id=40, account=3, price=26, qty=6, side=Side.BUY)], 1),
+    # the best level emptied by cancels, then found by a resting order's search: its head is
+    # not cached (no write to it, no taker went in since)
+    "a best level found by a search": (
+        [NewOrder(id=3, price=26, qty=4, **SELL_1), Cancel(market=0, id=1),
+         Cancel(market=0, id=2),
+         NewOrder(market=0, id=40, account=3, price=20, qty=6, side=Side.BUY)], 2),
 }
 
 
@@ -383,7 +390,8 @@ def test_a_taker_goes_into_the_cached_best_level_from_its_decode(before: str) ->
     order row and the level's total in its decode clock, so its first fill comes in the clock
     after its `accepted`. When a stage writes that level in the taker's decode clock (the read
     would miss the write), or the level's head is not cached (the level was found by a
-    search and its head not written since), the taker reads the level's head in its decode
+    search and its head neither written nor read by a taker going in since), the taker reads
+    the level's head in its decode
     clock (2 clocks: the head's row, the fill) or a clock later (3)."""
     book: list[Command] = [NewOrder(id=1, price=24, qty=2, **SELL_1),
                            NewOrder(id=2, price=24, qty=3, **SELL_1)]
@@ -512,9 +520,10 @@ def test_a_walk_takes_its_next_levels_from_the_word_it_searched() -> None:
     cancels = [b - a for a, b in itertools.pairwise(taken_at[-7:-1])]  # its six cancels
     # Within a level, an order canceled every 2 clocks (its row read, then its successor's
     # beside the unlink stage); 22 -> 20 waits for a query (the best level's word is not
-    # cached): 9 clocks, the bitmap's 4 among them; 20 -> 18 comes from the word: 4 clocks.
+    # cached): 9 clocks, the bitmap's 4 among them; 20 -> 18 comes from the word, whose next
+    # level's head is read in the clock it is found: 3 clocks (the head, its order's row).
     assert [cancels[i] for i in (0, 2, 4)] == [2, 2, 2], cancels
-    assert cancels[3] == 4, cancels
+    assert cancels[3] == 3, cancels
     assert cancels[1] == 5 + QUERY_LATENCY, cancels
 
 
