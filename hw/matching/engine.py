@@ -543,6 +543,8 @@ class MatchingEngine(wiring.Component):
         a_book = Signal(len(own_book))
         a_p = Signal(log2_l)
         rm_qty = Signal(32)
+        rm_prev = Signal(link_layout)  # the order's neighbours, as read
+        rm_next = Signal(link_layout)
 
         def remove(slot: Any, ret_state: str) -> None:
             m.d.sync += a_slot.eq(slot)
@@ -607,6 +609,12 @@ class MatchingEngine(wiring.Component):
             m.d.comb += row_prev.eq(fw_prev)
         with m.If(fw_next_written & (cur == fw_next_slot)):
             m.d.comb += row_next.eq(fw_next)
+        # ... or as the unlink stage writes them in this very clock: a mass cancel reads an
+        # order's row in the clock it cancels the order's predecessor, whose unlink then
+        # rewrites this order's prev pointer beside this order's turn.
+        with m.If(ul_valid & rm_next.valid & (cur == rm_next.slot)):
+            m.d.comb += row_prev.eq(rm_prev)
+        mass_canceling = Signal()  # MASS_ORDER cancels order ``cur`` in this clock
 
         init_addr = Signal(range(self.init_cycles + 1))
         query = occupancy.i_query.payload
@@ -1081,18 +1089,20 @@ class MatchingEngine(wiring.Component):
                     finish()
 
             # ---- Taking order a_slot out of level (a_book, a_p)'s list ----
-            def unlink_writes(prev: Any, nxt: Any, mark_stale: bool = True) -> None:
+            def unlink_writes(prev: Any, nxt: Any, mark_stale: bool = True,
+                              keep_next: Any = None) -> None:
                 """Take order a_slot (between ``prev`` and ``nxt``) out of level (a_book, a_p)'s
                 list; ``mark_stale``: mark the best-level cache stale if the level empties
-                (the unlink stage's caller has done it a clock earlier)."""
+                (the unlink stage's caller has done it a clock earlier); ``keep_next``: leave
+                ``prev``'s next pointer (``nxt`` is being taken out too, see MASS_ORDER)."""
                 addr = level_addr(a_book, a_p)
                 # The bitmap's row whatever the pointers say (they come from block RAM).
                 m.d.comb += [occupancy.i_update.payload.book.eq(a_book),
                              occupancy.i_update.payload.index.eq(a_p),
                              occupancy.i_update.payload.set.eq(0)]
-                with m.If(prev.valid):
+                with m.If(prev.valid if keep_next is None else prev.valid & ~keep_next):
                     m.d.comb += [next_w.addr.eq(prev.slot), next_w.data.eq(nxt), next_w.en.eq(1)]
-                with m.Else():
+                with m.Elif(~prev.valid):
                     m.d.comb += [head_w.addr.eq(addr), head_w.data.eq(nxt.slot), head_w.en.eq(1)]
                 with m.If(nxt.valid):
                     m.d.comb += [prev_w.addr.eq(nxt.slot), prev_w.data.eq(prev), prev_w.en.eq(1)]
@@ -1105,8 +1115,6 @@ class MatchingEngine(wiring.Component):
 
             # ---- Subroutine REMOVE's first clock, also done by a cancel in FOUND and a mass
             # cancel in MASS_ORDER (whose second is then the unlink stage's) ----
-            rm_prev = Signal(link_layout)
-            rm_next = Signal(link_layout)
 
             def removing(slot: Any) -> None:
                 """Free the order in ``slot`` (whose row is on the read data) and read its level:
@@ -1210,8 +1218,13 @@ class MatchingEngine(wiring.Component):
             with m.State("MASS_ORDER"):
                 # The order's row is on the read data. One of the account's (or any, for the
                 # whole market): canceled and freed in this clock, taken out of its list by the
-                # unlink stage in the next (MASS_NEXT, which writes nothing) while its successor's
-                # row is read; another's: its successor's row is read at once.
+                # unlink stage in the next, beside the successor's turn (its row is read now);
+                # another's: its successor's row is read at once. So every order takes a clock.
+                # The successor's row and its level's total, read in the clock before the unlink
+                # stage writes them, are corrected where they are used (``row_prev``,
+                # ``ul_total``); when the successor is canceled too, the stage leaves the
+                # predecessor's next pointer to the successor's own unlink (the order table's
+                # next pointers have one write port, and the successor's is cleared now).
                 info = info_r.data
                 m.d.comb += [o_raddr.eq(cur),  # the data holds while an event waits
                              free_slot.eq(cur)]
@@ -1220,8 +1233,13 @@ class MatchingEngine(wiring.Component):
                         removing(cur)
                         with m.If(~row_prev.valid & ~row_next.valid):
                             emptied(Cat(info.side, info.market), info.level)
+                        m.d.comb += mass_canceling.eq(1)
                         m.d.sync += [mc_count.eq(mc_count + 1), ul_valid.eq(1)]
-                        m.next = "MASS_NEXT"
+                        with m.If(row_next.valid):
+                            m.d.comb += o_raddr.eq(row_next.slot)
+                            m.d.sync += cur.eq(row_next.slot)
+                        with m.Else():  # the level's last order: MASS_NEXT searches on
+                            m.next = "MASS_NEXT"
                 with m.Elif(row_next.valid):
                     m.d.comb += o_raddr.eq(row_next.slot)
                     m.d.sync += cur.eq(row_next.slot)
@@ -1229,28 +1247,22 @@ class MatchingEngine(wiring.Component):
                     m.d.sync += rm_next.valid.eq(0)
                     m.next = "MASS_NEXT"
             with m.State("MASS_NEXT"):
-                # The successor's row is read in the clock the unlink stage writes its pointers:
-                # the stage's forwarding gives MASS_ORDER what it wrote. The search for the
-                # next level is made here, not in MASS_ORDER, whose decision follows the order
-                # row's read data: the word's logic then stays out of that path. A next level
-                # in the rest of the last searched word (the walk is in the book's order) is
-                # known now, from registers: its head is read in this clock (MASS_LEVEL's
-                # work, whatever is decided), else the bitmap is asked.
+                # The level's last order is behind: the next level. The search is made here, not
+                # in MASS_ORDER, whose decision follows the order row's read data: the word's
+                # logic then stays out of that path. A next level in the rest of the last
+                # searched word (the walk is in the book's order) is known now, from
+                # registers: its head is read in this clock (MASS_LEVEL's work, whatever is
+                # decided), else the bitmap is asked.
                 in_word, word_q = next_in_word(sc_bits[mc_side], lvl_p, mc_side == Side.BUY.value,
                                                "mass_walk")
-                with m.If(rm_next.valid):
-                    m.d.comb += o_raddr.eq(rm_next.slot)
-                    m.d.sync += cur.eq(rm_next.slot)
-                    m.next = "MASS_ORDER"
+                m.d.comb += l_raddr.eq(level_addr(mc_book, word_q))
+                with m.If(sc_valid[mc_side] & (sc_book[mc_side] == mc_book)
+                          & (sc_q[mc_side] == lvl_p) & in_word):
+                    m.d.sync += [sc_q[mc_side].eq(word_q), lvl_p.eq(word_q)]
+                    m.next = "MASS_HEAD"
                 with m.Else():
-                    m.d.comb += l_raddr.eq(level_addr(mc_book, word_q))
-                    with m.If(sc_valid[mc_side] & (sc_book[mc_side] == mc_book)
-                              & (sc_q[mc_side] == lvl_p) & in_word):
-                        m.d.sync += [sc_q[mc_side].eq(word_q), lvl_p.eq(word_q)]
-                        m.next = "MASS_HEAD"
-                    with m.Else():
-                        search(mc_book, mc_side == Side.BUY.value, "MASS_LEVEL", after=lvl_p,
-                               from_word=False)
+                    search(mc_book, mc_side == Side.BUY.value, "MASS_LEVEL", after=lvl_p,
+                           from_word=False)
             with m.State("MASS_DONE"):
                 mcd = ev.body.mass_canceled
                 with emitting(ev.header.kind.eq(EventKind.MASS_CANCELED),
@@ -1456,16 +1468,22 @@ class MatchingEngine(wiring.Component):
         # in FOUND, after DECODE, or in MASS_ORDER, after MASS_HEAD or MASS_NEXT). The state
         # machine is in DECODE, IDLE or MASS_NEXT now, which write none of these memories.
         ul_addr = level_addr(a_book, a_p)
+        # The level's total as read in the order's clock, or as the unlink stage wrote it then
+        # (a mass cancel's previous order, unlinked beside this one's turn).
+        ul_total = Mux(fw_valid & (fw_addr == ul_addr), fw_total, lqty_r.data)
+        # MASS_ORDER cancels the successor in this clock, and clears its next pointer: the
+        # predecessor's next pointer is left to the successor's unlink, in the next clock.
+        ul_keep_next = mass_canceling & rm_next.valid & (cur == rm_next.slot)
         with m.If(ul_valid):
-            m.d.comb += [lqty_w.addr.eq(ul_addr), lqty_w.data.eq(lqty_r.data - rm_qty),
+            m.d.comb += [lqty_w.addr.eq(ul_addr), lqty_w.data.eq(ul_total - rm_qty),
                          lqty_w.en.eq(1)]
-            unlink_writes(rm_prev, rm_next, mark_stale=False)
-            m.d.sync += [fw_valid.eq(1), fw_addr.eq(ul_addr), fw_total.eq(lqty_r.data - rm_qty),
+            unlink_writes(rm_prev, rm_next, mark_stale=False, keep_next=ul_keep_next)
+            m.d.sync += [fw_valid.eq(1), fw_addr.eq(ul_addr), fw_total.eq(ul_total - rm_qty),
                          fw_tail_written.eq(~rm_next.valid), fw_tail.eq(rm_prev),
                          fw_prev_written.eq(rm_next.valid), fw_prev_slot.eq(rm_next.slot),
                          fw_prev.eq(rm_prev),
-                         fw_next_written.eq(rm_prev.valid), fw_next_slot.eq(rm_prev.slot),
-                         fw_next.eq(rm_next)]
+                         fw_next_written.eq(rm_prev.valid & ~ul_keep_next),
+                         fw_next_slot.eq(rm_prev.slot), fw_next.eq(rm_next)]
 
         # The total stage: a modify that keeps its order's place (its last clock emitted
         # `modified` and wrote the quantity, and read the level's total) changes the level's

@@ -518,33 +518,45 @@ def test_a_walk_takes_its_next_levels_from_the_word_it_searched() -> None:
     taken_at = []
     run_engine(SMALL, [*twice, MassCancelAccount(market=0, account=1)], taken_at=taken_at)
     cancels = [b - a for a, b in itertools.pairwise(taken_at[-7:-1])]  # its six cancels
-    # Within a level, an order canceled every 2 clocks (its row read, then its successor's
-    # beside the unlink stage); 22 -> 20 waits for a query (the best level's word is not
-    # cached): 9 clocks, the bitmap's 4 among them; 20 -> 18 comes from the word, whose next
-    # level's head is read in the clock it is found: 3 clocks (the head, its order's row).
-    assert [cancels[i] for i in (0, 2, 4)] == [2, 2, 2], cancels
+    # Within a level, an order canceled every clock (its successor's row read beside it, its
+    # unlink beside the successor's turn); 22 -> 20 waits for a query (the best level's word
+    # is not cached): 9 clocks, the bitmap's 4 among them; 20 -> 18 comes from the word, whose
+    # next level's head is read in the clock it is found: 3 clocks (the head, its order's row).
+    assert [cancels[i] for i in (0, 2, 4)] == [1, 1, 1], cancels
     assert cancels[3] == 3, cancels
     assert cancels[1] == 5 + QUERY_LATENCY, cancels
 
 
 @pytest.mark.parametrize("ready", [1.0, 0.2])
 def test_a_mass_cancel_takes_out_runs_of_neighbours(ready: float) -> None:
-    """A mass cancel frees an order in the clock it reads it and reads its successor's row in
-    the next, beside the unlink stage that rewrites that successor's pointers: runs of the
+    """A mass cancel frees an order in the clock it reads it, and reads its successor's row in
+    that clock too: the successor's turn is beside the unlink stage that rewrites its prev
+    pointer and its level's total (both forwarded), and when the successor is canceled too
+    the stage leaves the predecessor's next pointer to the successor's unlink. Runs of the
     account's orders next to each other, at a level's head and tail, between others' orders,
-    and levels it empties (the best level's cache then stale). Sweeps and queries afterwards
-    show a wrong pointer or total as a wrong event."""
+    and levels it empties (the best level's cache then stale); with the event stream always
+    ready and backpressured (an order whose event waits holds its turn). Sweeps and queries
+    afterwards show a wrong pointer or total as a wrong event, and the orders resting after
+    the cancel reuse the freed slots (a next pointer left set would link them wrongly)."""
     accounts = [1, 1, 2, 1, 1, 2, 2, 1]
     book: list[Command] = [NewOrder(market=0, id=i, account=a, price=20, qty=i + 1, side=Side.SELL)
                            for i, a in enumerate(accounts)]
     book += [NewOrder(market=0, id=20 + i, account=1, price=17 + i, qty=1, side=Side.SELL)
              for i in range(3)]  # levels the cancel empties, the best one first
     book.append(NewOrder(market=0, id=30, account=2, price=26, qty=5, side=Side.SELL))
+    # Then every free slot taken, each by an order alone on its level (so each is its level's
+    # tail: a next pointer left set in a freed slot would send the sweep below to a wrong
+    # order), and everything swept.
+    config = MatchingConfig(markets=1, levels=64, orders=16, ids=64)
+    reuse = [NewOrder(market=0, id=50 + i, account=4, price=p, qty=1, side=Side.SELL)
+             for i, p in enumerate([21, 22, 23, 24, 25, 27, 28, 29, 31, 32, 33, 34])]
     commands = [*book, MassCancelAccount(market=0, account=1), Query(market=0, levels=3),
-                NewOrder(market=0, id=40, account=3, price=20, qty=4, side=Side.BUY),
-                NewOrder(market=0, id=41, account=3, price=30, qty=40, side=Side.BUY),
+                NewOrder(market=0, id=40, account=3, price=20, qty=4, side=Side.BUY), *reuse,
+                NewOrder(market=0, id=41, account=3, price=40, qty=40, side=Side.BUY),
                 Query(market=0, levels=3)]
-    run_engine(SMALL, commands, ready=ready, seed=3)
+    model = MatchingModel(config)
+    assert not [e for c in commands for e in model.execute(c) if type(e).__name__ == "Rejected"]
+    run_engine(config, commands, ready=ready, seed=3)
 
 
 def test_a_walk_does_not_use_a_word_from_an_earlier_command() -> None:
