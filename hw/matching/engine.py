@@ -1198,6 +1198,11 @@ class MatchingEngine(wiring.Component):
             mc_count = Signal(32)
             whole = op == Opcode.MASS_CANCEL_MARKET
             mc_book = Cat(mc_side, market[:self.market_bits])
+            # The walk's next level in the rest of the last searched word, registered (below
+            # the state machine): a clock after lvl_p, which MASS_HEAD always separates from
+            # MASS_ORDER. The walk's level is the word's answer or a level found in it since
+            # (MASS_LEVEL and ``next_level`` set lvl_p), so the word needs no check of sc_q.
+            mc_next_ok, mc_next_q = Signal(), Signal(log2_l)
             with m.State("MASS_START"):
                 m.d.sync += [mc_side.eq(Side.BUY.value), mc_count.eq(0)]
                 search(Cat(Const(Side.BUY.value, 1), market[:self.market_bits]), 1, "MASS_LEVEL")
@@ -1225,9 +1230,22 @@ class MatchingEngine(wiring.Component):
                 # ``ul_total``); when the successor is canceled too, the stage leaves the
                 # predecessor's next pointer to the successor's own unlink (the order table's
                 # next pointers have one write port, and the successor's is cleared now).
+                # At the level's last order the walk goes on to the next level in the rest of
+                # the last searched word, known from registers (``mc_next_*``), whose head is
+                # read in this clock whatever is decided (MASS_LEVEL's work); MASS_NEXT asks
+                # the bitmap when the word has none.
                 info = info_r.data
                 m.d.comb += [o_raddr.eq(cur),  # the data holds while an event waits
-                             free_slot.eq(cur)]
+                             free_slot.eq(cur),
+                             h_raddr.eq(level_addr(mc_book, mc_next_q))]
+
+                def next_level() -> None:
+                    with m.If(mc_next_ok):
+                        m.d.sync += lvl_p.eq(mc_next_q)
+                        m.next = "MASS_HEAD"
+                    with m.Else():
+                        m.next = "MASS_NEXT"
+
                 with m.If(whole | (info.account == cmd.body.mass_cancel_account.account)):
                     with canceled(info.id, oqty_r.data, CancelReason.MASS_CANCEL):
                         removing(cur)
@@ -1238,31 +1256,18 @@ class MatchingEngine(wiring.Component):
                         with m.If(row_next.valid):
                             m.d.comb += o_raddr.eq(row_next.slot)
                             m.d.sync += cur.eq(row_next.slot)
-                        with m.Else():  # the level's last order: MASS_NEXT searches on
-                            m.next = "MASS_NEXT"
+                        with m.Else():
+                            next_level()
                 with m.Elif(row_next.valid):
                     m.d.comb += o_raddr.eq(row_next.slot)
                     m.d.sync += cur.eq(row_next.slot)
-                with m.Else():  # the level's last order: MASS_NEXT searches for the next level
-                    m.d.sync += rm_next.valid.eq(0)
-                    m.next = "MASS_NEXT"
-            with m.State("MASS_NEXT"):
-                # The level's last order is behind: the next level. The search is made here, not
-                # in MASS_ORDER, whose decision follows the order row's read data: the word's
-                # logic then stays out of that path. A next level in the rest of the last
-                # searched word (the walk is in the book's order) is known now, from
-                # registers: its head is read in this clock (MASS_LEVEL's work, whatever is
-                # decided), else the bitmap is asked.
-                in_word, word_q = next_in_word(sc_bits[mc_side], lvl_p, mc_side == Side.BUY.value,
-                                               "mass_walk")
-                m.d.comb += l_raddr.eq(level_addr(mc_book, word_q))
-                with m.If(sc_valid[mc_side] & (sc_book[mc_side] == mc_book)
-                          & (sc_q[mc_side] == lvl_p) & in_word):
-                    m.d.sync += [sc_q[mc_side].eq(word_q), lvl_p.eq(word_q)]
-                    m.next = "MASS_HEAD"
                 with m.Else():
-                    search(mc_book, mc_side == Side.BUY.value, "MASS_LEVEL", after=lvl_p,
-                           from_word=False)
+                    next_level()
+            with m.State("MASS_NEXT"):
+                # Nothing more in the word: the bitmap is asked. The search is made here, not
+                # in MASS_ORDER, whose decision follows the order row's read data.
+                search(mc_book, mc_side == Side.BUY.value, "MASS_LEVEL", after=lvl_p,
+                       from_word=False)
             with m.State("MASS_DONE"):
                 mcd = ev.body.mass_canceled
                 with emitting(ev.header.kind.eq(EventKind.MASS_CANCELED),
@@ -1434,6 +1439,11 @@ class MatchingEngine(wiring.Component):
                         m.d.sync += [best_valid[s_book].eq(result.found), best_p[s_book].eq(q),
                                      best_stale[s_book].eq(0)]
                     ret("SEARCH")
+
+        in_word, word_q = next_in_word(sc_bits[mc_side], lvl_p, mc_side == Side.BUY.value,
+                                       "mass_walk")
+        m.d.sync += [mc_next_ok.eq(sc_valid[mc_side] & (sc_book[mc_side] == mc_book) & in_word),
+                     mc_next_q.eq(word_q)]
 
         # The link stage (see ``rest``): the state machine is in DECODE or IDLE now, which
         # write none of the memories written here.

@@ -521,9 +521,10 @@ def test_a_walk_takes_its_next_levels_from_the_word_it_searched() -> None:
     # Within a level, an order canceled every clock (its successor's row read beside it, its
     # unlink beside the successor's turn); 22 -> 20 waits for a query (the best level's word
     # is not cached): 9 clocks, the bitmap's 4 among them; 20 -> 18 comes from the word, whose
-    # next level's head is read in the clock it is found: 3 clocks (the head, its order's row).
+    # next level's head is read beside the level's last order: 2 clocks (the head's row, its
+    # turn).
     assert [cancels[i] for i in (0, 2, 4)] == [1, 1, 1], cancels
-    assert cancels[3] == 3, cancels
+    assert cancels[3] == 2, cancels
     assert cancels[1] == 5 + QUERY_LATENCY, cancels
 
 
