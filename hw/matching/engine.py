@@ -1100,9 +1100,16 @@ class MatchingEngine(wiring.Component):
                 m.d.comb += [occupancy.i_update.payload.book.eq(a_book),
                              occupancy.i_update.payload.index.eq(a_p),
                              occupancy.i_update.payload.set.eq(0)]
-                with m.If(prev.valid if keep_next is None else prev.valid & ~keep_next):
-                    m.d.comb += [next_w.addr.eq(prev.slot), next_w.data.eq(nxt), next_w.en.eq(1)]
-                with m.Elif(~prev.valid):
+                # (``keep_next`` is a decision after a block RAM's output: it gates the next
+                # pointer's write alone, not the head's, which an If/Elif chain would make it.)
+                with m.If(prev.valid):
+                    write_next = [next_w.addr.eq(prev.slot), next_w.data.eq(nxt), next_w.en.eq(1)]
+                    if keep_next is None:
+                        m.d.comb += write_next
+                    else:
+                        with m.If(~keep_next):
+                            m.d.comb += write_next
+                with m.Else():
                     m.d.comb += [head_w.addr.eq(addr), head_w.data.eq(nxt.slot), head_w.en.eq(1)]
                 with m.If(nxt.valid):
                     m.d.comb += [prev_w.addr.eq(nxt.slot), prev_w.data.eq(prev), prev_w.en.eq(1)]
@@ -1234,8 +1241,12 @@ class MatchingEngine(wiring.Component):
                 # the last searched word, known from registers (``mc_next_*``), whose head is
                 # read in this clock whatever is decided (MASS_LEVEL's work); MASS_NEXT asks
                 # the bitmap when the word has none.
+                # The successor's row is read whenever the event queue has room, whatever is
+                # decided (the decision follows the row's read data: the read address then waits
+                # for no compare); when it has none, the row is read again and the order waits
+                # (a passed one too).
                 info = info_r.data
-                m.d.comb += [o_raddr.eq(cur),  # the data holds while an event waits
+                m.d.comb += [o_raddr.eq(Mux(events.w_rdy, row_next.slot, cur)),
                              free_slot.eq(cur),
                              h_raddr.eq(level_addr(mc_book, mc_next_q))]
 
@@ -1254,12 +1265,12 @@ class MatchingEngine(wiring.Component):
                         m.d.comb += mass_canceling.eq(1)
                         m.d.sync += [mc_count.eq(mc_count + 1), ul_valid.eq(1)]
                         with m.If(row_next.valid):
-                            m.d.comb += o_raddr.eq(row_next.slot)
                             m.d.sync += cur.eq(row_next.slot)
                         with m.Else():
                             next_level()
+                with m.Elif(~events.w_rdy):
+                    pass  # its row is read again (above)
                 with m.Elif(row_next.valid):
-                    m.d.comb += o_raddr.eq(row_next.slot)
                     m.d.sync += cur.eq(row_next.slot)
                 with m.Else():
                     next_level()
