@@ -1184,20 +1184,16 @@ class MatchingEngine(wiring.Component):
                 unlink_writes(rm_prev, rm_next)
                 m.next = "MODIFY_TAIL"
             with m.State("MODIFY_TAIL"):
-                # The tail read after the unlink's writes; the order's own next pointer cleared
-                # (it becomes the tail). The next-pointer memory has one write port: the
-                # unlink's write to its predecessor took it in MODIFY_MOVE, the old tail's
-                # takes it in MODIFY_LINK.
+                # The tail and total read after the unlink's writes; the order's own next
+                # pointer cleared (it becomes the tail). The next-pointer memory has one write
+                # port: the unlink's write to its predecessor took it in MODIFY_MOVE, the old
+                # tail's takes it in the link stage, which appends the order as it does a
+                # resting one, beside the next command's decode (its total already changed:
+                # the stage adds nothing; the level is not empty: no bitmap update).
                 m.d.comb += [l_raddr.eq(level_addr(a_book, a_p)),
                              next_w.addr.eq(cur), next_w.data.eq(0), next_w.en.eq(1)]
-                m.next = "MODIFY_LINK"
-            with m.State("MODIFY_LINK"):
-                tail = tail_r.data
-                m.d.comb += [prev_w.addr.eq(cur), prev_w.data.eq(tail), prev_w.en.eq(1),
-                             next_w.addr.eq(tail.slot), next_w.data.valid.eq(1),
-                             next_w.data.slot.eq(cur), next_w.en.eq(1),
-                             tail_w.addr.eq(level_addr(a_book, a_p)), tail_w.data.valid.eq(1),
-                             tail_w.data.slot.eq(cur), tail_w.en.eq(1)]
+                m.d.sync += [lk_valid.eq(1), lk_qty.eq(0), lk_slot.eq(cur), lk_book.eq(a_book),
+                             lk_p.eq(a_p)]
                 finish()
 
             # ---- Mass cancel: bids best first, then asks best first, oldest first ----

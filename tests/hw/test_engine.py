@@ -300,12 +300,13 @@ def test_a_command_right_after_a_cancel_sees_its_unlink(follower: str) -> None:
     run_engine(SMALL, commands)
 
 
-def test_a_modify_that_moves_its_order_to_the_back_takes_five_clocks() -> None:
+def test_a_modify_that_moves_its_order_to_the_back_takes_four_clocks() -> None:
     """A larger quantity sends an order with a successor to the back of its level: FOUND
     emits `modified` and writes the quantity, the next clock takes the order out of its place
-    (its pointers were read in FOUND) and writes the level's total, and LINK appends it behind
-    the tail (2 clocks): 5 in all (9 when the move re-read the order's row and emitted last).
-    A sweep then shows the new order of the level."""
+    (its pointers were read in FOUND) and writes the level's total, the next clears its next
+    pointer and reads the tail, and the link stage appends it behind the tail beside the next
+    command's decode: 4 in all (5 with a state of its own for the append, 9 when the move
+    re-read the order's row and emitted last). A sweep then shows the new order of the level."""
     sell = dict(market=0, account=1, side=Side.SELL)
     book: list[Command] = [NewOrder(id=i, price=20, qty=i, **sell) for i in (1, 2, 3, 4)]
     moves: list[Command] = [Modify(market=0, id=i, qty=10 + i) for i in (2, 1, 3, 4, 2)]
@@ -314,7 +315,32 @@ def test_a_modify_that_moves_its_order_to_the_back_takes_five_clocks() -> None:
                        NewOrder(market=0, id=50, account=2, price=20, qty=30, side=Side.BUY),
                        Query(market=0, levels=1)], taken_at=taken_at)
     gaps = [b - a for a, b in itertools.pairwise(taken_at[4:9])]
-    assert gaps[:3] == [5] * 3, gaps  # the fourth moves the tail: it keeps its place
+    assert gaps[:3] == [4] * 3, gaps  # the fourth moves the tail: it keeps its place
+
+
+MOVE_FOLLOWERS = {
+    "cancel the moved order": Cancel(market=0, id=2),
+    "modify the moved order": Modify(market=0, id=2, qty=5),
+    "move the moved order's predecessor": Modify(market=0, id=4, qty=20),
+    "add to the level": NewOrder(market=0, id=7, account=1, price=20, qty=6, side=Side.SELL),
+    "cross the level": NewOrder(market=0, id=50, account=2, price=20, qty=15, side=Side.BUY),
+    "query": Query(market=0, levels=1),
+}
+
+
+@pytest.mark.parametrize("ready", [1.0, 0.3])
+@pytest.mark.parametrize("follower", MOVE_FOLLOWERS)
+def test_a_command_right_after_a_move_sees_its_link(follower: str, ready: float) -> None:
+    """The link stage appends a moved order behind its level's tail beside the next command's
+    decode, as it does a resting order: a command right after it that reads the order's row,
+    the level's tail or total sees the append through the stage's forwarding. A sweep of the
+    level afterwards shows a wrong pointer as a wrong fill."""
+    sell = dict(market=0, account=1, side=Side.SELL)
+    book: list[Command] = [NewOrder(id=i, price=20, qty=i, **sell) for i in (1, 2, 3, 4)]
+    sweep = NewOrder(market=0, id=60, account=3, price=20, qty=100, side=Side.BUY,
+                     tif=TimeInForce.IOC)
+    run_engine(SMALL, [*book, Modify(market=0, id=2, qty=12), MOVE_FOLLOWERS[follower], sweep,
+                       Query(market=0, levels=1)], ready=ready, seed=5)
 
 
 @pytest.mark.parametrize("follower", ["add same level", "cancel other", "modify same",
