@@ -635,9 +635,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by-kind", action="store_true",
                    help="also print where the matching engine's clocks go, by kind of command "
                         "(the boards' hashing stage is then measured only with --boards)")
-    p.add_argument("--mhz", type=float, nargs="+", default=[30.0, 32.5], metavar="F",
-                   help="clocks to express events/s at (default 30, the boards', and 32.5, the "
-                        "matching engine's out-of-context Fmax at commit 437fba2)")
+    p.add_argument("--mhz", type=float, nargs="+", default=[30.0, 32.9], metavar="F",
+                   help="clocks to express events/s at (default 30, the boards', and 32.9, the "
+                        "matching engine's out-of-context Fmax at commit 9295cf4)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     _add_capacity(p)
     p.set_defaults(run=cmd_bench_core)

@@ -555,9 +555,11 @@ class MatchingEngine(wiring.Component):
         # Two stages beside the state machine finish a command's list work while the next
         # command is decoded. The link stage: a resting order's second clock (its level's tail
         # and total, read in the clock ``rest`` wrote the order, are updated), so that a
-        # non-crossing order takes one clock. The unlink stage: a canceled order's last clock
-        # (off its level's total and out of its list), so that a cancel takes two. They never
-        # run in the same clock (the clock before each is a different state). What the next
+        # non-crossing order takes one clock; a modify's move ends with it too (MODIFY_TAIL).
+        # The unlink stage: a canceled order's last clock
+        # (off its level's total and out of its list), so that a cancel takes two; in a mass
+        # cancel it runs beside the walk's next order (see MASS_ORDER). They never run in the
+        # same clock (the clock before each is a different state). What the next
         # command could see half done is resolved where it looks, by forwarding from the
         # registers below rather than by a stall: the id map's entry (the id just written or
         # freed: the read was issued before the write, ``id_entry``); the best-level cache
@@ -569,7 +571,7 @@ class MatchingEngine(wiring.Component):
         lk_book = Signal(len(own_book))
         lk_p = Signal(log2_l)
         lk_qty = Signal(32)
-        m.d.sync += lk_valid.eq(0)  # unless ``rest`` hands it another order
+        m.d.sync += lk_valid.eq(0)  # unless ``rest`` or MODIFY_TAIL hands it another order
         ul_valid = Signal()  # the unlink stage: its arguments are REMOVE's (a_book, a_p, rm_*)
         m.d.sync += ul_valid.eq(0)
         mt_valid = Signal()  # the total stage: level (a_book, a_p) from rm_qty to mt_new
@@ -1177,8 +1179,9 @@ class MatchingEngine(wiring.Component):
                             finish()
             with m.State("MODIFY_MOVE"):
                 # Out of its place (its pointers and its level's total were read in FOUND),
-                # the total changed. The next two clocks append it behind the level's tail,
-                # which is another order (this one had a successor): the level is not empty.
+                # the total changed. MODIFY_TAIL and the link stage append it behind the
+                # level's tail, which is another order (this one had a successor): the level is
+                # not empty.
                 m.d.comb += [lqty_w.addr.eq(level_addr(a_book, a_p)),
                              lqty_w.data.eq(lqty_r.data + new_qty - rm_qty), lqty_w.en.eq(1)]
                 unlink_writes(rm_prev, rm_next)
@@ -1452,8 +1455,8 @@ class MatchingEngine(wiring.Component):
         m.d.sync += [mc_next_ok.eq(sc_valid[mc_side] & (sc_book[mc_side] == mc_book) & in_word),
                      mc_next_q.eq(word_q)]
 
-        # The link stage (see ``rest``): the state machine is in DECODE or IDLE now, which
-        # write none of the memories written here.
+        # The link stage (see ``rest`` and MODIFY_TAIL): the state machine is in DECODE or IDLE
+        # now, which write none of the memories written here.
         lk_addr = level_addr(lk_book, lk_p)
         lk_tail = Signal(link_layout)
         lk_total = Signal(LEVEL_QTY_BITS)
