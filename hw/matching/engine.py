@@ -699,6 +699,15 @@ class MatchingEngine(wiring.Component):
                 offer_best(own_book, own_p)
                 finish()
 
+            def into_best_level(state: str) -> None:
+                """Go into the opposite best level from DECODE, which read its total and head
+                (``best_readable``), on to ``state``; the search ahead goes out."""
+                m.d.sync += [wc_valid.eq(0), wc_next_found.eq(0), wc_next2_found.eq(0),
+                             s_found.eq(1), s_q.eq(opp_best), lvl_p.eq(opp_best),
+                             lvl_new.eq(0), lvl_fresh.eq(1)]
+                search_ahead(opp_best)
+                m.next = state
+
             def accept() -> None:
                 a = ev.body.accepted
                 with emitting(ev.header.kind.eq(EventKind.ACCEPTED), a.id.eq(new.id),
@@ -711,25 +720,18 @@ class MatchingEngine(wiring.Component):
                     with m.Elif(new.post_only):
                         search(opp_book, opp_desc, "POST_ONLY_CHECK")
                     with m.Elif(fok_at_once):
-                        # FOK_LEVEL's work: DECODE read the cached best level's total and
-                        # head; FOK_FIRST checks the total, and the search ahead goes out now
-                        # for the take that follows when the level covers the order.
-                        m.d.sync += [wc_valid.eq(0), wc_next_found.eq(0), wc_next2_found.eq(0),
-                                     s_found.eq(1), s_q.eq(opp_best), lvl_p.eq(opp_best),
-                                     lvl_new.eq(0), lvl_fresh.eq(1)]
-                        search_ahead(opp_best)
-                        m.next = "FOK_FIRST"
+                        # FOK_LEVEL's work: FOK_FIRST checks the total read in this clock, and
+                        # the search ahead goes out now for the take that follows when the
+                        # level covers the order.
+                        into_best_level("FOK_FIRST")
                     with m.Elif(new.tif == TimeInForce.FOK):
                         search(opp_book, opp_desc, "FOK_LEVEL")
                     with m.Elif(takes_at_once):
                         # TAKE_LEVEL's and TAKE_HEAD's work: the head's order row and the
-                        # level's total were read in this clock, and the search ahead goes out.
-                        m.d.sync += [wc_valid.eq(0), wc_next_found.eq(0), wc_next2_found.eq(0),
-                                     s_found.eq(1), s_q.eq(opp_best), lvl_p.eq(opp_best),
-                                     lvl_new.eq(0), cur.eq(best_head), lvl_fresh.eq(1)]
-                        search_ahead(opp_best)
-                        m.next = "TAKE_ORDER"
-                    with m.Elif(opp_best_known & (is_market | opp_best_crosses) & ~stage_on_best):
+                        # level's total were read in this clock.
+                        m.d.sync += cur.eq(best_head)
+                        into_best_level("TAKE_ORDER")
+                    with m.Elif(best_crossed):
                         # TAKE_LEVEL's work: the best level's head was read in this clock.
                         m.d.sync += [wc_valid.eq(0), s_found.eq(1), s_q.eq(opp_best),
                                      lvl_p.eq(opp_best), lvl_new.eq(1)]
@@ -757,17 +759,17 @@ class MatchingEngine(wiring.Component):
             opp_best_known = ~best_stale[opp_book] & best_valid[opp_book]
             stage_on_best = ((lk_valid & (lk_book == opp_book) & (lk_p == opp_best))
                              | (ul_valid & (a_book == opp_book) & (a_p == opp_best)))
+            best_crossed = opp_best_known & (is_market | opp_best_crosses) & ~stage_on_best
             # With the head's slot cached too, DECODE also reads the head's order row and the
             # level's total, and the taker's first fill is in the next clock. The decision is
             # made from registers alone (it drives two read addresses); a stage writing that
             # level in this clock (the total stage too: the total is read now) leaves it to
             # TAKE_HEAD. A write reaching the heads' memory in this clock is not in bh yet: it is
             # taken from the write.
+            best_readable = best_crossed & ~(mt_valid & (a_book == opp_book) & (a_p == opp_best))
             head_pending = head_landing.en & (head_landing.addr == level_addr(opp_book, opp_best))
             best_head = Mux(head_pending, head_landing.data, bh[opp_book])
-            takes_at_once = (~new.post_only & (new.tif != TimeInForce.FOK) & opp_best_known
-                             & (is_market | opp_best_crosses) & ~stage_on_best
-                             & ~(mt_valid & (a_book == opp_book) & (a_p == opp_best))
+            takes_at_once = (~new.post_only & (new.tif != TimeInForce.FOK) & best_readable
                              & (head_pending | (bh_ok[opp_book] & (bh_p[opp_book] == opp_best))))
             # A FOK order without self-trade prevention whose opposite best level is cached
             # and crosses starts its scan from DECODE, which reads that level's head and total
@@ -775,9 +777,7 @@ class MatchingEngine(wiring.Component):
             # FOK_FIRST checks the total and, when it covers the order, goes into the level
             # at once (FOK_LEVEL, FOK_TOTAL, TAKE_LEVEL and TAKE_HEAD were 4 clocks).
             # Registers only, as for ``takes_at_once``: it chooses the totals' read address.
-            fok_at_once = ((new.tif == TimeInForce.FOK) & (new.stp == StpMode.NONE)
-                           & opp_best_known & (is_market | opp_best_crosses) & ~stage_on_best
-                           & ~(mt_valid & (a_book == opp_book) & (a_p == opp_best)))
+            fok_at_once = (new.tif == TimeInForce.FOK) & (new.stp == StpMode.NONE) & best_readable
             with m.State("DECODE"):
                 # The id map's entry for the command's id was read in the clock that took it:
                 # id_entry has it. A new order's level is read whatever is decided (only
@@ -1229,10 +1229,12 @@ class MatchingEngine(wiring.Component):
             with m.State("MASS_ORDER"):
                 # The order's row is on the read data. One of the account's (or any, for the
                 # whole market): canceled and freed in this clock, taken out of its list by the
-                # unlink stage in the next, beside the successor's turn (its row is read now);
-                # another's: its successor's row is read at once. So every order takes a clock.
-                # The successor's row and its level's total, read in the clock before the unlink
-                # stage writes them, are corrected where they are used (``row_prev``,
+                # unlink stage in the next, beside the successor's turn; another's: passed. So
+                # every order takes a clock. The successor's row is read whenever the event
+                # queue has room, whatever is decided (the address then waits for no compare);
+                # when it has none, this row is read again and the order waits (a passed one
+                # too). The successor's row and its level's total, read in the clock before the
+                # unlink stage writes them, are corrected where they are used (``row_prev``,
                 # ``ul_total``); when the successor is canceled too, the stage leaves the
                 # predecessor's next pointer to the successor's own unlink (the order table's
                 # next pointers have one write port, and the successor's is cleared now).
@@ -1240,10 +1242,6 @@ class MatchingEngine(wiring.Component):
                 # the last searched word, known from registers (``mc_next_*``), whose head is
                 # read in this clock whatever is decided (MASS_LEVEL's work); MASS_NEXT asks
                 # the bitmap when the word has none.
-                # The successor's row is read whenever the event queue has room, whatever is
-                # decided (the decision follows the row's read data: the read address then waits
-                # for no compare); when it has none, the row is read again and the order waits
-                # (a passed one too).
                 info = info_r.data
                 m.d.comb += [o_raddr.eq(Mux(events.w_rdy, row_next.slot, cur)),
                              free_slot.eq(cur),
@@ -1484,9 +1482,11 @@ class MatchingEngine(wiring.Component):
                              occupancy.i_update.valid.eq(1)]
 
         # The unlink stage (see above): REMOVE_WRITE's work for a canceled order, whose level's
-        # total was read in the cancel's clock (no stage wrote it then: the state machine was
-        # in FOUND, after DECODE, or in MASS_ORDER, after MASS_HEAD or MASS_NEXT). The state
-        # machine is in DECODE, IDLE or MASS_NEXT now, which write none of these memories.
+        # total was read in the cancel's clock (a stage wrote it in that clock only when it was
+        # a mass cancel's turn beside the previous order's unlink: ``ul_total``). The state
+        # machine is in DECODE, IDLE, MASS_HEAD or MASS_NEXT now, which write none of these
+        # memories, or in MASS_ORDER, whose only write to them is a canceled successor's next
+        # pointer (``ul_keep_next``).
         ul_addr = level_addr(a_book, a_p)
         # The level's total as read in the order's clock, or as the unlink stage wrote it then
         # (a mass cancel's previous order, unlinked beside this one's turn).

@@ -37,6 +37,7 @@ from ocee.hw.protocol import (
     NewOrder,
     OrderType,
     Query,
+    Rejected,
     SetWindow,
     Side,
     StpMode,
@@ -582,7 +583,7 @@ def test_a_mass_cancel_takes_out_runs_of_neighbours(ready: float) -> None:
                 NewOrder(market=0, id=41, account=3, price=40, qty=40, side=Side.BUY),
                 Query(market=0, levels=3)]
     model = MatchingModel(config)
-    assert not [e for c in commands for e in model.execute(c) if type(e).__name__ == "Rejected"]
+    assert not [e for c in commands for e in model.execute(c) if isinstance(e, Rejected)]
     run_engine(config, commands, ready=ready, seed=3)
 
 
