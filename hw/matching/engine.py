@@ -1209,8 +1209,24 @@ class MatchingEngine(wiring.Component):
             # MASS_ORDER. The walk's level is the word's answer or a level found in it since
             # (MASS_LEVEL and ``next_level`` set lvl_p), so the word needs no check of sc_q.
             mc_next_ok, mc_next_q = Signal(), Signal(log2_l)
+            mc_next2_ok, mc_next2_q = Signal(), Signal(log2_l)  # ... and the one after it
+            mc_move = Signal()  # MASS_ORDER moves on to level mc_next_q in this clock
+            # The head of level mc_next_q, read ahead: a move in the word then reads the next
+            # level's head order's row beside the last order of this level (MASS_HEAD's clock
+            # gone), and in that clock the walk reads the head of the level after it, so that
+            # levels of one order each also go one per clock. What the head memory's read data
+            # is (``hr_*``: the walk's read of the clock before, of level ``hr_addr``) and a
+            # copy of the head of level ``hn_addr`` (taken as it goes by) say whether that head
+            # is known: the walk writes no head of a level ahead of it, so neither grows stale.
+            hr_walk, hr_addr = Signal(), Signal(len(h_raddr))
+            hn_ok, hn_addr, hn_slot = Signal(), Signal(len(h_raddr)), Signal(slot_bits)
+            mc_walking = Signal()  # the head read of this clock is the walk's
+            n1_addr = level_addr(mc_book, mc_next_q)
+            n1_on_data = hr_walk & (hr_addr == n1_addr)
+            n1_head_known = n1_on_data | (hn_ok & (hn_addr == n1_addr))
+            n1_head = Mux(n1_on_data, head_r.data, hn_slot)
             with m.State("MASS_START"):
-                m.d.sync += [mc_side.eq(Side.BUY.value), mc_count.eq(0)]
+                m.d.sync += [mc_side.eq(Side.BUY.value), mc_count.eq(0), hn_ok.eq(0)]
                 search(Cat(Const(Side.BUY.value, 1), market[:self.market_bits]), 1, "MASS_LEVEL")
             with m.State("MASS_LEVEL"):
                 with m.If(s_found):
@@ -1223,7 +1239,10 @@ class MatchingEngine(wiring.Component):
                 with m.Else():
                     m.next = "MASS_DONE"
             with m.State("MASS_HEAD"):
-                m.d.comb += o_raddr.eq(head_r.data)
+                # The level's head, read in the clock before, and the next level's, read ahead
+                # (after MASS_LEVEL, the next level is not known yet: a level the read names
+                # anyway, found to be another by MASS_ORDER).
+                m.d.comb += [o_raddr.eq(head_r.data), h_raddr.eq(n1_addr), mc_walking.eq(1)]
                 m.d.sync += cur.eq(head_r.data)
                 m.next = "MASS_ORDER"
             with m.State("MASS_ORDER"):
@@ -1239,18 +1258,26 @@ class MatchingEngine(wiring.Component):
                 # predecessor's next pointer to the successor's own unlink (the order table's
                 # next pointers have one write port, and the successor's is cleared now).
                 # At the level's last order the walk goes on to the next level in the rest of
-                # the last searched word, known from registers (``mc_next_*``), whose head is
-                # read in this clock whatever is decided (MASS_LEVEL's work); MASS_NEXT asks
-                # the bitmap when the word has none.
+                # the last searched word, known from registers (``mc_next_*``): when that
+                # level's head is known, its row is read in this clock and the walk stays here;
+                # else its head is read now and MASS_HEAD reads its row. MASS_NEXT asks the
+                # bitmap when the word has none.
                 info = info_r.data
-                m.d.comb += [o_raddr.eq(Mux(events.w_rdy, row_next.slot, cur)),
+                m.d.comb += [o_raddr.eq(Mux(events.w_rdy,
+                                            Mux(row_next.valid, row_next.slot, n1_head), cur)),
                              free_slot.eq(cur),
-                             h_raddr.eq(level_addr(mc_book, mc_next_q))]
+                             h_raddr.eq(level_addr(mc_book, Mux(n1_head_known, mc_next2_q,
+                                                                mc_next_q)))]
+                m.d.comb += mc_walking.eq(1)
 
                 def next_level() -> None:
                     with m.If(mc_next_ok):
+                        m.d.comb += mc_move.eq(1)
                         m.d.sync += lvl_p.eq(mc_next_q)
-                        m.next = "MASS_HEAD"
+                        with m.If(n1_head_known):
+                            m.d.sync += cur.eq(n1_head)
+                        with m.Else():
+                            m.next = "MASS_HEAD"
                     with m.Else():
                         m.next = "MASS_NEXT"
 
@@ -1448,10 +1475,23 @@ class MatchingEngine(wiring.Component):
                                      best_stale[s_book].eq(0)]
                     ret("SEARCH")
 
-        in_word, word_q = next_in_word(sc_bits[mc_side], lvl_p, mc_side == Side.BUY.value,
-                                       "mass_walk")
-        m.d.sync += [mc_next_ok.eq(sc_valid[mc_side] & (sc_book[mc_side] == mc_book) & in_word),
-                     mc_next_q.eq(word_q)]
+        # The mass cancel's walk ahead in its word: the two levels after lvl_p, a clock after
+        # it (MASS_HEAD always separates MASS_LEVEL, which sets lvl_p from a search, from
+        # MASS_ORDER); a move in the word (``mc_move``) shifts them along.
+        mc_desc = mc_side == Side.BUY.value
+        in_word, word_q = next_in_word(sc_bits[mc_side], lvl_p, mc_desc, "mass_walk")
+        in_word2, word2_q = next_in_word(sc_bits[mc_side], word_q, mc_desc, "mass_walk2")
+        in_word3, word3_q = next_in_word(sc_bits[mc_side], mc_next2_q, mc_desc, "mass_walk3")
+        with m.If(mc_move):
+            m.d.sync += [mc_next_ok.eq(mc_next2_ok), mc_next_q.eq(mc_next2_q),
+                         mc_next2_ok.eq(mc_next2_ok & in_word3), mc_next2_q.eq(word3_q)]
+        with m.Else():
+            word_ok = sc_valid[mc_side] & (sc_book[mc_side] == mc_book)
+            m.d.sync += [mc_next_ok.eq(word_ok & in_word), mc_next_q.eq(word_q),
+                         mc_next2_ok.eq(word_ok & in_word & in_word2), mc_next2_q.eq(word2_q)]
+        m.d.sync += [hr_walk.eq(mc_walking), hr_addr.eq(h_raddr)]
+        with m.If(n1_on_data & mc_next_ok):  # (not the address of "no next level")
+            m.d.sync += [hn_ok.eq(1), hn_addr.eq(hr_addr), hn_slot.eq(head_r.data)]
 
         # The link stage (see ``rest`` and MODIFY_TAIL): the state machine is in DECODE or IDLE
         # now, which write none of the memories written here.

@@ -548,11 +548,36 @@ def test_a_walk_takes_its_next_levels_from_the_word_it_searched() -> None:
     # Within a level, an order canceled every clock (its successor's row read beside it, its
     # unlink beside the successor's turn); 22 -> 20 waits for a query (the best level's word
     # is not cached): 9 clocks, the bitmap's 4 among them; 20 -> 18 comes from the word, whose
-    # next level's head is read beside the level's last order: 2 clocks (the head's row, its
-    # turn).
+    # next level's head was read ahead beside 20's first order: its row is read beside the
+    # level's last order, one clock.
     assert [cancels[i] for i in (0, 2, 4)] == [1, 1, 1], cancels
-    assert cancels[3] == 2, cancels
+    assert cancels[3] == 1, cancels
     assert cancels[1] == 5 + QUERY_LATENCY, cancels
+    # Levels of one order each, in one word: after the query's answer the walk's next two
+    # levels become known (a clock each), and the first level's move waits for the head it
+    # reads (MASS_HEAD, 2 clocks); from then on each move reads the head of the level after
+    # its next, and the walk goes a level per clock.
+    singles = [NewOrder(id=i, price=p, **buy) for i, p in enumerate([22, 21, 20, 19, 18, 17])]
+    taken_at = []
+    run_engine(SMALL, [*singles, MassCancelAccount(market=0, account=1)], taken_at=taken_at)
+    cancels = [b - a for a, b in itertools.pairwise(taken_at[-7:-1])]
+    assert cancels == [5 + QUERY_LATENCY, 2, 1, 1, 1], cancels
+
+
+def test_a_mass_cancel_reads_no_head_kept_from_an_earlier_one() -> None:
+    """The walk keeps the head of the level after its own as it reads it ahead; a later mass
+    cancel must read that head again. Here the first walk (after level 21, the cached best,
+    a query brings the word of 20 and 19) keeps level 19's head (order 3) while it passes
+    level 20's two orders; order 3 is canceled; the second walk comes to level 19 from 20
+    the same way, and must start it at order 4."""
+    buy = dict(market=0, qty=1, side=Side.BUY)
+    book: list[Command] = [NewOrder(id=5, price=21, account=3, **buy),
+                           NewOrder(id=1, price=20, account=3, **buy),
+                           NewOrder(id=2, price=20, account=3, **buy),
+                           NewOrder(id=3, price=19, account=2, **buy),
+                           NewOrder(id=4, price=19, account=2, **buy)]
+    run_engine(SMALL, [*book, MassCancelAccount(market=0, account=1), Cancel(market=0, id=3),
+                       MassCancelMarket(market=0)])
 
 
 @pytest.mark.parametrize("ready", [1.0, 0.2])
