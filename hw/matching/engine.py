@@ -497,14 +497,37 @@ class MatchingEngine(wiring.Component):
         def better(book: Any, p: Any, than: Any) -> Any:  # in the book's own priority order
             return Mux(book[0] == Side.BUY.value, rel(p) > rel(than), rel(p) < rel(than))
 
-        def search_ahead(after: Any) -> None:
-            """Ask the bitmap for the taker's level after ``after`` (see below); the answers of
-            an older search still on their way are dropped."""
-            m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(opp_book),
+        pf_book = Signal(len(own_book))  # the book and direction of the search ahead
+        pf_desc = Signal()
+
+        def search_ahead(after: Any, book: Any = opp_book, desc: Any = opp_desc) -> None:
+            """Ask the bitmap for the level after ``after`` in ``book``'s walk (the taker's,
+            see below; or a mass cancel's); the answers of an older search still on their way
+            are dropped."""
+            m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(book),
                          query.index.eq(after),
-                         query.mode.eq(Mux(opp_desc, QueryMode.NEXT_BELOW, QueryMode.NEXT_ABOVE)),
+                         query.mode.eq(Mux(desc, QueryMode.NEXT_BELOW, QueryMode.NEXT_ABOVE)),
                          pf_first_issue.eq(1)]
-            m.d.sync += [pf_armed.eq(1), pf_second.eq(1), pf_got.eq(0)]
+            m.d.sync += [pf_armed.eq(1), pf_second.eq(1), pf_got.eq(0), pf_book.eq(book),
+                         pf_desc.eq(desc)]
+
+        def ahead_answer(desc: Any, p: Any) -> tuple[Any, Any, Any, Any]:
+            """(in, found, level, word): the search ahead's two answers for "next after ``p``"
+            combined, as they come or from their registers. The second (the whole book, for
+            the wrap) counts only when the first found nothing and p is before the wrap; else
+            the first decides, as it comes."""
+            a_found = Mux(pf_got, pf_first_found, result.found)
+            a_q = Mux(pf_got, pf_first_q, result.index)
+            before_wrap = Mux(desc, p < base, p >= base)
+            first_in = pf_got | pf_first_now
+            ready = (first_in & (a_found | ~before_wrap)) | pf_done
+            beyond_wrap_1 = Mux(desc, a_q >= base, a_q < base)
+            beyond_wrap_2 = Mux(desc, pf_second_q >= base, pf_second_q < base)
+            found = Mux(a_found, before_wrap | beyond_wrap_1,
+                        before_wrap & pf_second_found & beyond_wrap_2)
+            q = Mux(a_found, a_q, pf_second_q)
+            word = Mux(a_found, Mux(pf_got, pf_first_word, result.word), pf_second_word)
+            return ready, found, q, word
 
         def offer_best(book: Any, p: Any) -> None:
             """Level ``p`` of ``book`` now holds an order: it is the best if it beats a valid,
@@ -1051,22 +1074,12 @@ class MatchingEngine(wiring.Component):
                     with m.Else():
                         m.next = "TAKE_LEVEL"
                 with m.Elif(pf_armed):  # the level and its word are exhausted: searched ahead
-                    # SEARCH's two answers for "next worse than lvl_p", combined. The second
-                    # (the whole book, for the wrap) counts only when the first found nothing
-                    # and lvl_p is before the wrap: else the first decides, as it comes.
-                    wrapped = Mux(opp_desc, lvl_p < base, lvl_p >= base)
-                    first_in = pf_got | pf_first_now
-                    with m.If((first_in & (a_found | ~wrapped)) | pf_done):
-                        beyond_wrap_1 = Mux(opp_desc, a_q >= base, a_q < base)
-                        beyond_wrap_2 = Mux(opp_desc, pf_second_q >= base, pf_second_q < base)
-                        found = Mux(a_found, wrapped | beyond_wrap_1,
-                                    wrapped & pf_second_found & beyond_wrap_2)
-                        q = Mux(a_found, a_q, pf_second_q)
-                        a_word = Mux(pf_got, pf_first_word, result.word)
+                    # SEARCH's two answers for "next worse than lvl_p", combined.
+                    a_in, found, q, a_word = ahead_answer(opp_desc, lvl_p)
+                    with m.If(a_in):
                         # The exhausted level was the best: the answer is the new best.
                         m.d.sync += [s_found.eq(found), s_q.eq(q), pf_armed.eq(0),
-                                     wc_valid.eq(found),
-                                     wc_bits.eq(Mux(a_found, a_word, pf_second_word)),
+                                     wc_valid.eq(found), wc_bits.eq(a_word),
                                      best_valid[opp_book].eq(found), best_p[opp_book].eq(q),
                                      best_stale[opp_book].eq(0)]
                         # TAKE_LEVEL's work when the taker goes on into that level: the
@@ -1204,6 +1217,7 @@ class MatchingEngine(wiring.Component):
             mc_count = Signal(32)
             whole = op == Opcode.MASS_CANCEL_MARKET
             mc_book = Cat(mc_side, market[:self.market_bits])
+            mc_desc = mc_side == Side.BUY.value  # bids are walked from the highest price
             # The walk's next level in the rest of the last searched word, registered (below
             # the state machine): a clock after lvl_p, which MASS_HEAD always separates from
             # MASS_ORDER. The walk's level is the word's answer or a level found in it since
@@ -1232,6 +1246,14 @@ class MatchingEngine(wiring.Component):
                 with m.If(s_found):
                     m.d.comb += l_raddr.eq(level_addr(mc_book, s_q))
                     m.d.sync += lvl_p.eq(s_q)
+                    # The bitmap is asked at once for the level after this word (after this
+                    # level when its word is not known: a best level from the cache), so that
+                    # the answer is there when the walk leaves the word (MASS_AHEAD). The walk
+                    # changes its book's bitmap only in the words it has passed or stands on.
+                    sd = mc_side
+                    word_known = sc_valid[sd] & (sc_book[sd] == mc_book) & (sc_q[sd] == s_q)
+                    edge = Cat(Mux(mc_desc, 0, wb - 1), s_q[wb_log2:])
+                    search_ahead(Mux(word_known, edge, s_q), mc_book, mc_desc)
                     m.next = "MASS_HEAD"
                 with m.Elif(mc_side == Side.BUY.value):
                     m.d.sync += mc_side.eq(Side.SELL.value)
@@ -1260,8 +1282,9 @@ class MatchingEngine(wiring.Component):
                 # At the level's last order the walk goes on to the next level in the rest of
                 # the last searched word, known from registers (``mc_next_*``): when that
                 # level's head is known, its row is read in this clock and the walk stays here;
-                # else its head is read now and MASS_HEAD reads its row. MASS_NEXT asks the
-                # bitmap when the word has none.
+                # else its head is read now and MASS_HEAD reads its row. When the word has
+                # none, the bitmap's answer to the search ahead made from MASS_LEVEL has it
+                # (MASS_AHEAD).
                 info = info_r.data
                 m.d.comb += [o_raddr.eq(Mux(events.w_rdy,
                                             Mux(row_next.valid, row_next.slot, n1_head), cur)),
@@ -1279,7 +1302,7 @@ class MatchingEngine(wiring.Component):
                         with m.Else():
                             m.next = "MASS_HEAD"
                     with m.Else():
-                        m.next = "MASS_NEXT"
+                        m.next = "MASS_AHEAD"
 
                 with m.If(whole | (info.account == cmd.body.mass_cancel_account.account)):
                     with canceled(info.id, oqty_r.data, CancelReason.MASS_CANCEL):
@@ -1298,11 +1321,15 @@ class MatchingEngine(wiring.Component):
                     m.d.sync += cur.eq(row_next.slot)
                 with m.Else():
                     next_level()
-            with m.State("MASS_NEXT"):
-                # Nothing more in the word: the bitmap is asked. The search is made here, not
-                # in MASS_ORDER, whose decision follows the order row's read data.
-                search(mc_book, mc_side == Side.BUY.value, "MASS_LEVEL", after=lvl_p,
-                       from_word=False)
+            with m.State("MASS_AHEAD"):
+                # The word is done: the search ahead's answer (waited for, if it is not in
+                # yet) is the walk's next level, and its word the walk's.
+                a_in, found, q, a_word = ahead_answer(mc_desc, lvl_p)
+                with m.If(a_in):
+                    m.d.sync += [s_found.eq(found), s_q.eq(q), pf_armed.eq(0),
+                                 sc_valid[mc_side].eq(found), sc_book[mc_side].eq(mc_book),
+                                 sc_q[mc_side].eq(q), sc_bits[mc_side].eq(a_word)]
+                    m.next = "MASS_LEVEL"
             with m.State("MASS_DONE"):
                 mcd = ev.body.mass_canceled
                 with emitting(ev.header.kind.eq(EventKind.MASS_CANCELED),
@@ -1478,7 +1505,6 @@ class MatchingEngine(wiring.Component):
         # The mass cancel's walk ahead in its word: the two levels after lvl_p, a clock after
         # it (MASS_HEAD always separates MASS_LEVEL, which sets lvl_p from a search, from
         # MASS_ORDER); a move in the word (``mc_move``) shifts them along.
-        mc_desc = mc_side == Side.BUY.value
         in_word, word_q = next_in_word(sc_bits[mc_side], lvl_p, mc_desc, "mass_walk")
         in_word2, word2_q = next_in_word(sc_bits[mc_side], word_q, mc_desc, "mass_walk2")
         in_word3, word3_q = next_in_word(sc_bits[mc_side], mc_next2_q, mc_desc, "mass_walk3")
@@ -1524,7 +1550,7 @@ class MatchingEngine(wiring.Component):
         # The unlink stage (see above): REMOVE_WRITE's work for a canceled order, whose level's
         # total was read in the cancel's clock (a stage wrote it in that clock only when it was
         # a mass cancel's turn beside the previous order's unlink: ``ul_total``). The state
-        # machine is in DECODE, IDLE, MASS_HEAD or MASS_NEXT now, which write none of these
+        # machine is in DECODE, IDLE, MASS_HEAD or MASS_AHEAD now, which write none of these
         # memories, or in MASS_ORDER, whose only write to them is a canceled successor's next
         # pointer (``ul_keep_next``).
         ul_addr = level_addr(a_book, a_p)
@@ -1557,8 +1583,8 @@ class MatchingEngine(wiring.Component):
         # The search ahead's second query (the whole book, for the wrap), in the clock after
         # the first: the state machine is in TAKE_ORDER then, which never queries.
         with m.If(pf_second):
-            m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(opp_book),
-                         query.mode.eq(Mux(opp_desc, QueryMode.BEST_HIGH, QueryMode.BEST_LOW))]
+            m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(pf_book),
+                         query.mode.eq(Mux(pf_desc, QueryMode.BEST_HIGH, QueryMode.BEST_LOW))]
             m.d.sync += pf_second.eq(0)
         issued = Signal(range(3))
         m.d.comb += issued.eq(Mux(pf_second, 1, 0) + Mux(pf_first_issue, 1, 0))

@@ -546,22 +546,23 @@ def test_a_walk_takes_its_next_levels_from_the_word_it_searched() -> None:
     run_engine(SMALL, [*twice, MassCancelAccount(market=0, account=1)], taken_at=taken_at)
     cancels = [b - a for a, b in itertools.pairwise(taken_at[-7:-1])]  # its six cancels
     # Within a level, an order canceled every clock (its successor's row read beside it, its
-    # unlink beside the successor's turn); 22 -> 20 waits for a query (the best level's word
-    # is not cached): 9 clocks, the bitmap's 4 among them; 20 -> 18 comes from the word, whose
-    # next level's head was read ahead beside 20's first order: its row is read beside the
-    # level's last order, one clock.
+    # unlink beside the successor's turn); 22 -> 20 takes the answer of the bitmap query made
+    # when the walk came to 22 (the best level, cached without its word): 4 clocks (the
+    # answer, the level's head, its row, its turn); 20 -> 18 comes from the word, whose next
+    # level's head was read ahead beside 20's first order: its row is read beside the level's
+    # last order, one clock.
     assert [cancels[i] for i in (0, 2, 4)] == [1, 1, 1], cancels
     assert cancels[3] == 1, cancels
-    assert cancels[1] == 5 + QUERY_LATENCY, cancels
-    # Levels of one order each, in one word: after the query's answer the walk's next two
-    # levels become known (a clock each), and the first level's move waits for the head it
-    # reads (MASS_HEAD, 2 clocks); from then on each move reads the head of the level after
-    # its next, and the walk goes a level per clock.
+    assert cancels[1] == 4, cancels
+    # Levels of one order each, in one word: the walk leaves 22 (cached) 3 clocks after it
+    # asked the bitmap, whose answer takes 4: 5 clocks; at 21, the first level of the word,
+    # the next level's head is not known yet (MASS_HEAD: 2 clocks); from then on each move
+    # reads the head of the level after its next, and the walk goes a level per clock.
     singles = [NewOrder(id=i, price=p, **buy) for i, p in enumerate([22, 21, 20, 19, 18, 17])]
     taken_at = []
     run_engine(SMALL, [*singles, MassCancelAccount(market=0, account=1)], taken_at=taken_at)
     cancels = [b - a for a, b in itertools.pairwise(taken_at[-7:-1])]
-    assert cancels == [5 + QUERY_LATENCY, 2, 1, 1, 1], cancels
+    assert cancels == [QUERY_LATENCY + 1, 2, 1, 1, 1], cancels
 
 
 def test_a_mass_cancel_reads_no_head_kept_from_an_earlier_one() -> None:
