@@ -1044,7 +1044,6 @@ class MatchingEngine(wiring.Component):
                 # RAMs' addresses: they did, the appliance's critical path at `d1633f0`). No
                 # other way uses what is read.
                 # The search ahead's answer: its first in the clock it comes, or in its register.
-                a_found = Mux(pf_got, pf_first_found, result.found)
                 a_q = Mux(pf_got, pf_first_q, result.index)
                 pf_q = Mux(pf_got & ~pf_first_found, pf_second_q, a_q)
                 m.d.comb += [
@@ -1228,21 +1227,20 @@ class MatchingEngine(wiring.Component):
             # The head of level mc_next_q, read ahead: a move in the word then reads the next
             # level's head order's row beside the last order of this level (MASS_HEAD's clock
             # gone), and in that clock the walk reads the head of the level after it, so that
-            # levels of one order each also go one per clock. What the head memory's read data
-            # is (``hr_*``: the walk's read of the clock before, of level ``hr_addr``) and a
-            # copy of the head of level ``hn_addr`` (taken as it goes by) say whether that head
-            # is known: the walk writes no head of a level ahead of it, so neither grows stale.
-            hr_walk, hr_addr = Signal(), Signal(len(h_raddr))
-            hn_ok, hn_addr, hn_slot = Signal(), Signal(len(h_raddr)), Signal(slot_bits)
-            mc_walking = Signal()  # the head read of this clock is the walk's
-            n1_addr = level_addr(mc_book, mc_next_q)
-            n1_on_data = hr_walk & (hr_addr == n1_addr)
-            n1_head_known = n1_on_data | (hn_ok & (hn_addr == n1_addr))
-            n1_head = Mux(n1_on_data, head_r.data, hn_slot)
+            # levels of one order each also go one per clock. The head memory's read data is
+            # that head in the clock after a move or MASS_HEAD (``mc_head_fresh``), which read
+            # it; in MASS_ORDER's other clocks, which read the head of the level after it, a
+            # copy taken then (``mc_head``). The walk writes no head of a level ahead of it.
+            mc_head_fresh = Signal()
+            mc_head = Signal(slot_bits)
+            mc_reading_next = Signal()  # MASS_HEAD reads the head of level mc_next_q
+            mc_entering = Signal()  # MASS_LEVEL: the walk's level is s_q from the next clock
+            n1_head = Mux(mc_head_fresh, head_r.data, mc_head)
             with m.State("MASS_START"):
-                m.d.sync += [mc_side.eq(Side.BUY.value), mc_count.eq(0), hn_ok.eq(0)]
+                m.d.sync += [mc_side.eq(Side.BUY.value), mc_count.eq(0)]
                 search(Cat(Const(Side.BUY.value, 1), market[:self.market_bits]), 1, "MASS_LEVEL")
             with m.State("MASS_LEVEL"):
+                m.d.comb += mc_entering.eq(1)
                 with m.If(s_found):
                     m.d.comb += l_raddr.eq(level_addr(mc_book, s_q))
                     m.d.sync += lvl_p.eq(s_q)
@@ -1261,10 +1259,9 @@ class MatchingEngine(wiring.Component):
                 with m.Else():
                     m.next = "MASS_DONE"
             with m.State("MASS_HEAD"):
-                # The level's head, read in the clock before, and the next level's, read ahead
-                # (after MASS_LEVEL, the next level is not known yet: a level the read names
-                # anyway, found to be another by MASS_ORDER).
-                m.d.comb += [o_raddr.eq(head_r.data), h_raddr.eq(n1_addr), mc_walking.eq(1)]
+                # The level's head, read in the clock before, and the next level's, read ahead.
+                m.d.comb += [o_raddr.eq(head_r.data), h_raddr.eq(level_addr(mc_book, mc_next_q)),
+                             mc_reading_next.eq(1)]
                 m.d.sync += cur.eq(head_r.data)
                 m.next = "MASS_ORDER"
             with m.State("MASS_ORDER"):
@@ -1280,27 +1277,20 @@ class MatchingEngine(wiring.Component):
                 # predecessor's next pointer to the successor's own unlink (the order table's
                 # next pointers have one write port, and the successor's is cleared now).
                 # At the level's last order the walk goes on to the next level in the rest of
-                # the last searched word, known from registers (``mc_next_*``): when that
-                # level's head is known, its row is read in this clock and the walk stays here;
-                # else its head is read now and MASS_HEAD reads its row. When the word has
-                # none, the bitmap's answer to the search ahead made from MASS_LEVEL has it
-                # (MASS_AHEAD).
+                # the last searched word, known from registers (``mc_next_*``), whose head is
+                # known (``n1_head``): its row is read in this clock and the walk stays here.
+                # When the word has none, the bitmap's answer to the search ahead made from
+                # MASS_LEVEL has it (MASS_AHEAD).
                 info = info_r.data
                 m.d.comb += [o_raddr.eq(Mux(events.w_rdy,
                                             Mux(row_next.valid, row_next.slot, n1_head), cur)),
                              free_slot.eq(cur),
-                             h_raddr.eq(level_addr(mc_book, Mux(n1_head_known, mc_next2_q,
-                                                                mc_next_q)))]
-                m.d.comb += mc_walking.eq(1)
+                             h_raddr.eq(level_addr(mc_book, mc_next2_q))]
 
                 def next_level() -> None:
                     with m.If(mc_next_ok):
                         m.d.comb += mc_move.eq(1)
-                        m.d.sync += lvl_p.eq(mc_next_q)
-                        with m.If(n1_head_known):
-                            m.d.sync += cur.eq(n1_head)
-                        with m.Else():
-                            m.next = "MASS_HEAD"
+                        m.d.sync += [lvl_p.eq(mc_next_q), cur.eq(n1_head)]
                     with m.Else():
                         m.next = "MASS_AHEAD"
 
@@ -1502,22 +1492,27 @@ class MatchingEngine(wiring.Component):
                                      best_stale[s_book].eq(0)]
                     ret("SEARCH")
 
-        # The mass cancel's walk ahead in its word: the two levels after lvl_p, a clock after
-        # it (MASS_HEAD always separates MASS_LEVEL, which sets lvl_p from a search, from
-        # MASS_ORDER); a move in the word (``mc_move``) shifts them along.
-        in_word, word_q = next_in_word(sc_bits[mc_side], lvl_p, mc_desc, "mass_walk")
-        in_word2, word2_q = next_in_word(sc_bits[mc_side], word_q, mc_desc, "mass_walk2")
+        # The mass cancel's walk ahead in its word: the level after the walk's, and the one
+        # after that, each a clock after the one it follows: the first from MASS_LEVEL's s_q
+        # (the level the walk enters), so that both are known in MASS_ORDER's first clock
+        # (MASS_HEAD is between). A move in the word (``mc_move``) shifts them along. (The
+        # second from the first's logic instead of its register made a 37 ns path through
+        # two encoders and their wrap compares: 26.95 MHz in the appliance.)
+        in_word, word_q = next_in_word(sc_bits[mc_side], Mux(mc_entering, s_q, lvl_p),
+                                       mc_desc, "mass_walk")
+        in_word2, word2_q = next_in_word(sc_bits[mc_side], mc_next_q, mc_desc, "mass_walk2")
         in_word3, word3_q = next_in_word(sc_bits[mc_side], mc_next2_q, mc_desc, "mass_walk3")
         with m.If(mc_move):
             m.d.sync += [mc_next_ok.eq(mc_next2_ok), mc_next_q.eq(mc_next2_q),
                          mc_next2_ok.eq(mc_next2_ok & in_word3), mc_next2_q.eq(word3_q)]
         with m.Else():
-            word_ok = sc_valid[mc_side] & (sc_book[mc_side] == mc_book)
-            m.d.sync += [mc_next_ok.eq(word_ok & in_word), mc_next_q.eq(word_q),
-                         mc_next2_ok.eq(word_ok & in_word & in_word2), mc_next2_q.eq(word2_q)]
-        m.d.sync += [hr_walk.eq(mc_walking), hr_addr.eq(h_raddr)]
-        with m.If(n1_on_data & mc_next_ok):  # (not the address of "no next level")
-            m.d.sync += [hn_ok.eq(1), hn_addr.eq(hr_addr), hn_slot.eq(head_r.data)]
+            m.d.sync += [mc_next_ok.eq(sc_valid[mc_side] & (sc_book[mc_side] == mc_book)
+                                       & in_word),
+                         mc_next_q.eq(word_q),
+                         mc_next2_ok.eq(mc_next_ok & in_word2), mc_next2_q.eq(word2_q)]
+        m.d.sync += mc_head_fresh.eq(mc_move | mc_reading_next)
+        with m.If(mc_head_fresh):
+            m.d.sync += mc_head.eq(head_r.data)
 
         # The link stage (see ``rest`` and MODIFY_TAIL): the state machine is in DECODE or IDLE
         # now, which write none of the memories written here.
