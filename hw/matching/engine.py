@@ -1282,8 +1282,17 @@ class MatchingEngine(wiring.Component):
                 # When the word has none, the bitmap's answer to the search ahead made from
                 # MASS_LEVEL has it (MASS_AHEAD).
                 info = info_r.data
-                m.d.comb += [o_raddr.eq(Mux(events.w_rdy,
-                                            Mux(row_next.valid, row_next.slot, n1_head), cur)),
+                # The unlink stage writes a next pointer in this clock (the last order's
+                # predecessor's, when the last order was canceled and the walk moved on to
+                # this level): the pointers' one write port is taken, and canceling this order
+                # clears its next pointer, so the order waits a clock, as for room in the
+                # event queue. (Within a level the stage leaves that write to the successor's
+                # own unlink, ``ul_keep_next``; without the wait the clear was lost, and the
+                # slot came back from the free list with a stale next pointer.)
+                next_port_taken = ul_valid & rm_prev.valid & ~(rm_next.valid
+                                                               & (cur == rm_next.slot))
+                go = events.w_rdy & ~next_port_taken
+                m.d.comb += [o_raddr.eq(Mux(go, Mux(row_next.valid, row_next.slot, n1_head), cur)),
                              free_slot.eq(cur),
                              h_raddr.eq(level_addr(mc_book, mc_next2_q))]
 
@@ -1294,7 +1303,9 @@ class MatchingEngine(wiring.Component):
                     with m.Else():
                         m.next = "MASS_AHEAD"
 
-                with m.If(whole | (info.account == cmd.body.mass_cancel_account.account)):
+                with m.If(next_port_taken):
+                    pass  # its row is read again (above)
+                with m.Elif(whole | (info.account == cmd.body.mass_cancel_account.account)):
                     with canceled(info.id, oqty_r.data, CancelReason.MASS_CANCEL):
                         removing(cur)
                         with m.If(~row_prev.valid & ~row_next.valid):

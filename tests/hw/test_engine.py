@@ -565,6 +565,32 @@ def test_a_walk_takes_its_next_levels_from_the_word_it_searched() -> None:
     assert cancels == [QUERY_LATENCY + 1, 1, 1, 1, 1], cancels
 
 
+def test_a_mass_cancel_that_moves_on_leaves_no_stale_next_pointer() -> None:
+    """A mass cancel cancels the last order of level 22 (after an order it passes) and, in the
+    next clock, having moved on in the word, the first of level 21, which has a successor.
+    The unlink stage writes the predecessor's next pointer in that clock, on the pointers' one
+    write port, where the cancel clears the canceled order's own next pointer: the order waits
+    a clock. Without the wait the clear was lost, and the slot, handed out again to an order
+    alone on its level, led a sweep on into level 21's successor (a bid, filled as an ask).
+    Eight slots, so that the freed ones are the ones handed out; level 23 first, so that the
+    walk comes to 22 from a query, which brings the word."""
+    config = MatchingConfig(markets=1, levels=64, orders=8, ids=64)
+    buy = dict(market=0, qty=1, side=Side.BUY)
+    sell = dict(market=0, qty=1, side=Side.SELL)
+    book: list[Command] = [NewOrder(id=1, price=23, account=2, **buy),
+                           NewOrder(id=2, price=22, account=2, **buy),
+                           NewOrder(id=3, price=22, account=1, **buy),
+                           NewOrder(id=4, price=21, account=1, **buy),
+                           NewOrder(id=5, price=21, account=2, **buy)]
+    book += [NewOrder(id=6 + i, price=50 + i, account=2, **sell) for i in range(3)]
+    again = [NewOrder(id=10, price=40, account=3, **sell),
+             NewOrder(id=11, price=41, account=3, **sell)]
+    sweep = NewOrder(market=0, id=12, account=4, price=41, qty=5, side=Side.BUY,
+                     tif=TimeInForce.IOC)
+    run_engine(config, [*book, MassCancelAccount(market=0, account=1), *again, sweep,
+                        Query(market=0, levels=4)])
+
+
 def test_a_mass_cancel_reads_no_head_kept_from_an_earlier_one() -> None:
     """The walk keeps the head of the level after its own as it reads it ahead; a later mass
     cancel must read that head again. Here the first walk (after level 21, the cached best,
