@@ -565,6 +565,12 @@ def test_a_walk_takes_its_next_levels_from_the_word_it_searched() -> None:
     assert cancels == [QUERY_LATENCY + 1, 1, 1, 1, 1], cancels
 
 
+def unit_bids(*orders: tuple[int, int, int]) -> list[Command]:
+    """Bids of quantity 1 in market 0, each given as (id, price, account)."""
+    return [NewOrder(market=0, id=i, price=p, account=a, qty=1, side=Side.BUY)
+            for i, p, a in orders]
+
+
 def test_a_mass_cancel_that_moves_on_leaves_no_stale_next_pointer() -> None:
     """A mass cancel cancels the last order of level 22 (after an order it passes) and, in the
     next clock, having moved on in the word, the first of level 21, which has a successor.
@@ -575,13 +581,8 @@ def test_a_mass_cancel_that_moves_on_leaves_no_stale_next_pointer() -> None:
     Eight slots, so that the freed ones are the ones handed out; level 23 first, so that the
     walk comes to 22 from a query, which brings the word."""
     config = MatchingConfig(markets=1, levels=64, orders=8, ids=64)
-    buy = dict(market=0, qty=1, side=Side.BUY)
     sell = dict(market=0, qty=1, side=Side.SELL)
-    book: list[Command] = [NewOrder(id=1, price=23, account=2, **buy),
-                           NewOrder(id=2, price=22, account=2, **buy),
-                           NewOrder(id=3, price=22, account=1, **buy),
-                           NewOrder(id=4, price=21, account=1, **buy),
-                           NewOrder(id=5, price=21, account=2, **buy)]
+    book = unit_bids((1, 23, 2), (2, 22, 2), (3, 22, 1), (4, 21, 1), (5, 21, 2))
     book += [NewOrder(id=6 + i, price=50 + i, account=2, **sell) for i in range(3)]
     again = [NewOrder(id=10, price=40, account=3, **sell),
              NewOrder(id=11, price=41, account=3, **sell)]
@@ -597,12 +598,7 @@ def test_a_mass_cancel_reads_no_head_kept_from_an_earlier_one() -> None:
     a query brings the word of 20 and 19) keeps level 19's head (order 3) while it passes
     level 20's two orders; order 3 is canceled; the second walk comes to level 19 from 20
     the same way, and must start it at order 4."""
-    buy = dict(market=0, qty=1, side=Side.BUY)
-    book: list[Command] = [NewOrder(id=5, price=21, account=3, **buy),
-                           NewOrder(id=1, price=20, account=3, **buy),
-                           NewOrder(id=2, price=20, account=3, **buy),
-                           NewOrder(id=3, price=19, account=2, **buy),
-                           NewOrder(id=4, price=19, account=2, **buy)]
+    book = unit_bids((5, 21, 3), (1, 20, 3), (2, 20, 3), (3, 19, 2), (4, 19, 2))
     run_engine(SMALL, [*book, MassCancelAccount(market=0, account=1), Cancel(market=0, id=3),
                        MassCancelMarket(market=0)])
 
