@@ -1218,9 +1218,9 @@ class MatchingEngine(wiring.Component):
             mc_book = Cat(mc_side, market[:self.market_bits])
             mc_desc = mc_side == Side.BUY.value  # bids are walked from the highest price
             # The walk's next level in the rest of the last searched word, registered (below
-            # the state machine): a clock after lvl_p, which MASS_HEAD always separates from
-            # MASS_ORDER. The walk's level is the word's answer or a level found in it since
-            # (MASS_LEVEL and ``next_level`` set lvl_p), so the word needs no check of sc_q.
+            # the state machine) from the level MASS_LEVEL enters, then from lvl_p. The walk's
+            # level is the word's answer or a level found in it since (MASS_LEVEL and
+            # ``next_level`` set lvl_p), so the word needs no check of sc_q.
             mc_next_ok, mc_next_q = Signal(), Signal(log2_l)
             mc_next2_ok, mc_next2_q = Signal(), Signal(log2_l)  # ... and the one after it
             mc_move = Signal()  # MASS_ORDER moves on to level mc_next_q in this clock
@@ -1557,8 +1557,9 @@ class MatchingEngine(wiring.Component):
         # total was read in the cancel's clock (a stage wrote it in that clock only when it was
         # a mass cancel's turn beside the previous order's unlink: ``ul_total``). The state
         # machine is in DECODE, IDLE, MASS_HEAD or MASS_AHEAD now, which write none of these
-        # memories, or in MASS_ORDER, whose only write to them is a canceled successor's next
-        # pointer (``ul_keep_next``).
+        # memories, or in MASS_ORDER, whose only write to them is a canceled order's own next
+        # pointer: the stage leaves the predecessor's to it when that order is the successor
+        # (``ul_keep_next``), and MASS_ORDER waits when it is not (``next_port_taken``).
         ul_addr = level_addr(a_book, a_p)
         # The level's total as read in the order's clock, or as the unlink stage wrote it then
         # (a mass cancel's previous order, unlinked beside this one's turn).
@@ -1587,7 +1588,8 @@ class MatchingEngine(wiring.Component):
                          fw_tail_written.eq(0)]
 
         # The search ahead's second query (the whole book, for the wrap), in the clock after
-        # the first: the state machine is in TAKE_ORDER then, which never queries.
+        # the first: the state machine is in TAKE_ORDER or FOK_FIRST then (a taker's), or in
+        # MASS_HEAD (a mass cancel's), which never query.
         with m.If(pf_second):
             m.d.comb += [occupancy.i_query.valid.eq(1), query.book.eq(pf_book),
                          query.mode.eq(Mux(pf_desc, QueryMode.BEST_HIGH, QueryMode.BEST_LOW))]
