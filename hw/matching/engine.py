@@ -637,7 +637,8 @@ class MatchingEngine(wiring.Component):
         # ... or as the unlink stage writes them in this very clock: a mass cancel reads an
         # order's row in the clock it cancels the order's predecessor, whose unlink then
         # rewrites this order's prev pointer beside this order's turn.
-        with m.If(ul_valid & rm_next.valid & (cur == rm_next.slot)):
+        at_unlinked_successor = ul_valid & rm_next.valid & (cur == rm_next.slot)
+        with m.If(at_unlinked_successor):
             m.d.comb += row_prev.eq(rm_prev)
         mass_canceling = Signal()  # MASS_ORDER cancels order ``cur`` in this clock
 
@@ -1286,11 +1287,11 @@ class MatchingEngine(wiring.Component):
                 # predecessor's, when the last order was canceled and the walk moved on to
                 # this level): the pointers' one write port is taken, and canceling this order
                 # clears its next pointer, so the order waits a clock, as for room in the
-                # event queue. (Within a level the stage leaves that write to the successor's
-                # own unlink, ``ul_keep_next``; without the wait the clear was lost, and the
-                # slot came back from the free list with a stale next pointer.)
-                next_port_taken = ul_valid & rm_prev.valid & ~(rm_next.valid
-                                                               & (cur == rm_next.slot))
+                # event queue, whether it is to be canceled or passed (registers decide).
+                # (Within a level the stage leaves that write to the successor's own unlink,
+                # ``ul_keep_next``; without the wait the clear was lost, and the slot came
+                # back from the free list with a stale next pointer.)
+                next_port_taken = ul_valid & rm_prev.valid & ~at_unlinked_successor
                 go = events.w_rdy & ~next_port_taken
                 m.d.comb += [o_raddr.eq(Mux(go, Mux(row_next.valid, row_next.slot, n1_head), cur)),
                              free_slot.eq(cur),
@@ -1566,7 +1567,7 @@ class MatchingEngine(wiring.Component):
         ul_total = Mux(fw_valid & (fw_addr == ul_addr), fw_total, lqty_r.data)
         # MASS_ORDER cancels the successor in this clock, and clears its next pointer: the
         # predecessor's next pointer is left to the successor's unlink, in the next clock.
-        ul_keep_next = mass_canceling & rm_next.valid & (cur == rm_next.slot)
+        ul_keep_next = mass_canceling & at_unlinked_successor
         with m.If(ul_valid):
             m.d.comb += [lqty_w.addr.eq(ul_addr), lqty_w.data.eq(ul_total - rm_qty),
                          lqty_w.en.eq(1)]
