@@ -75,7 +75,8 @@ def _config(args: argparse.Namespace, markets: int | None = None) -> MatchingCon
 def _flow(args: argparse.Namespace, config: MatchingConfig) -> FlowParams:
     try:
         return FlowParams(commands=args.commands, seed=args.seed, markets=args.flow_markets,
-                          batch_every=args.batch_every, config=config)
+                          batch_every=args.batch_every, rare=getattr(args, "rare", FlowParams.rare),
+                          config=config)
     except ValueError as e:
         raise UsageError(str(e)) from None
 
@@ -562,6 +563,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--batch-every", type=int, default=1000, metavar="N",
                    help="close a batch after N commands (default 1000)")
+    p.add_argument("--rare", type=float, default=FlowParams.rare, metavar="P",
+                   help=f"share of commands on the rare paths: queries, mass cancels, duplicate "
+                        f"and unknown ids, malformed commands, window moves (default "
+                        f"{FlowParams.rare}; 0.2 stresses mass cancels)")
     p.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
     _add_capacity(p, markets=False)
     p.set_defaults(run=cmd_gen)

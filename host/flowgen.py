@@ -42,6 +42,7 @@ from ocee.hw.protocol import (
 __all__ = ["FlowParams", "generate_commands", "generate_flow"]
 
 _BUY, _SELL = Side.BUY, Side.SELL
+_RARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class FlowParams:
     makers: int = 6  # accounts 1 .. makers quote; the next `takers` accounts take
     takers: int = 24
     depth: int = 150  # resting orders per market the makers aim to keep
+    #: The share of commands on the rare paths (queries, mass cancels, duplicate and unknown ids,
+    #: malformed commands, window moves); the other paths keep their shares among the rest. Flows
+    #: that stress a rare path (mass cancels beside re-quotes, say) raise it.
+    rare: float = _RARE
     config: MatchingConfig = field(default_factory=MatchingConfig)
 
     def __post_init__(self) -> None:
@@ -61,6 +66,8 @@ class FlowParams:
         if not 1 <= self.markets <= self.config.markets:
             raise ValueError(f"markets must be between 1 and the device's {self.config.markets}, "
                              f"not {self.markets}")
+        if not 0.0 <= self.rare <= 1.0:
+            raise ValueError(f"rare must be a share between 0 and 1, not {self.rare}")
         if self.batch_every < 1:
             raise ValueError(f"batch_every must be at least 1, not {self.batch_every}")
         if self.config.levels < 64:
@@ -235,14 +242,19 @@ class _Flow:
         live = len(self.live[market])
         thin = live < p.depth
         r = rng.random()
-        if r < 0.01:
+        if r < p.rare:
             command = self._rare(market)
-        elif live < 4 or r < (0.60 if thin else 0.36):
-            command = self._maker_quote(market)
-        elif r < 0.78:
-            command = self._requote(market)
         else:
-            command = self._taker(market)
+            # The other paths share the rest as they share 0.99 at the default; the default's
+            # draws are used as drawn, so a seed gives the flow it gave before `rare` existed.
+            if p.rare != _RARE:
+                r = _RARE + (r - p.rare) * (1 - _RARE) / (1 - p.rare)
+            if live < 4 or r < (0.60 if thin else 0.36):
+                command = self._maker_quote(market)
+            elif r < 0.78:
+                command = self._requote(market)
+            else:
+                command = self._taker(market)
         self._settle(command)
         self.lowest[market] = self.model.lowest(market)
         return command

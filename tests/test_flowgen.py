@@ -72,10 +72,23 @@ def test_flow_exercises_every_reason_and_stays_in_range(flow: list) -> None:
     assert 100 < most_resting < config.orders  # a book with depth, which never fills up
 
 
+@pytest.mark.parametrize("rare", [0.0, 0.2, 1.0])
+def test_rare_sets_the_share_of_rare_commands(rare: float) -> None:
+    """Queries, mass cancels and window moves are 70% of the rare paths and come from no other."""
+    commands = [c for c in generate_flow(FlowParams(commands=20_000, seed=5, markets=2, rare=rare))
+                if not isinstance(c, CloseBatch)]
+    kinds = Counter(type(c) for c in commands)
+    share = sum(kinds[k] for k in (Query, MassCancelAccount, MassCancelMarket, SetWindow)) / len(commands)
+    assert abs(share - 0.7 * rare) < 0.02
+    assert kinds[MassCancelAccount] > 0 if rare else kinds[MassCancelAccount] == 0
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"commands": -1}, "commands must be non-negative, not -1"),
     ({"commands": 1, "markets": 5}, "markets must be between 1 and the device's 4, not 5"),
     ({"commands": 1, "batch_every": 0}, "batch_every must be at least 1, not 0"),
+    ({"commands": 1, "rare": -0.1}, "rare must be a share between 0 and 1, not -0.1"),
+    ({"commands": 1, "rare": 1.5}, "rare must be a share between 0 and 1, not 1.5"),
     ({"commands": 1, "config": MatchingConfig(levels=32)}, "window of at least 64 levels"),
     ({"commands": 1, "config": MatchingConfig(orders=256)}, "do not fit in 256 resting orders"),
 ])

@@ -275,15 +275,19 @@ def test_edge_cases(idle: float, backpressure: float) -> None:
     assert (result.tests, result.failed) == (len(EDGE_CASES), 0)
 
 
-#: Generated flows on the small engine: 50,000 commands in all. The last one is generated for a
+#: Generated flows on the small engine: 60,000 commands in all. ``full_book`` is generated for a
 #: book four times larger than the engine's: the engine is full after a quarter of its commands
 #: (about 1,600 ``book_full`` rejections), and the generator's cancels often name orders the
-#: engine refused (about 1,300 ``unknown_id``).
+#: engine refused (about 1,300 ``unknown_id``). ``mass_cancels`` puts a fifth of its commands on
+#: the rare paths (about 1,000 mass cancels among re-quotes, where the usual flows have one per
+#: 400 commands): the 1M soak found a mass cancel's bug that the other flows here missed, and
+#: this one finds it (it fails on 8f8659b, the engine before the fix).
 FLOWS = {
     "back_to_back": dict(commands=20_000, seed=11, idle=0.0, backpressure=0.0),
     "gaps_and_backpressure": dict(commands=15_000, seed=12, idle=0.3, backpressure=0.5),
     "full_book": dict(commands=15_000, seed=13, idle=0.1, backpressure=0.3,
                       flow_config=MatchingConfig(markets=2, levels=64, orders=256, ids=256), depth=40),
+    "mass_cancels": dict(commands=10_000, seed=14, idle=0.2, backpressure=0.3, rare=0.2),
 }
 
 
