@@ -302,11 +302,16 @@ def test_generated_flow(name: str) -> None:
     assert (result.tests, result.failed) == (1, 0)
 
 
-def test_default_configuration_runs_a_flow() -> None:
-    """The default (ULX3S) configuration elaborates, builds, initialises and runs a short flow."""
+@pytest.mark.parametrize(("commands", "rare"), [(1_500, FlowParams.rare), (6_000, 0.2)],
+                         ids=["usual", "mass_cancels"])
+def test_default_configuration_runs_a_flow(commands: int, rare: float) -> None:
+    """The default (ULX3S) configuration elaborates, builds, initialises and runs a flow: the usual
+    one, and one with a fifth of its commands rare (about 300 mass cancels, walking books of 32
+    levels to a bitmap word, the 1M soak's geometry, where the small engine's words hold 8)."""
     config = MatchingConfig()
     result = run_engine(config, "command_flow", seed=3, idle=0.2, backpressure=0.2,
-                        flow={"commands": 1_500, "seed": 3, "markets": 4, "batch_every": 300})
+                        flow={"commands": commands, "seed": 3, "markets": 4, "batch_every": 300,
+                              "rare": rare})
     assert (result.tests, result.failed) == (1, 0)
 
 
