@@ -76,7 +76,7 @@ def _flow(args: argparse.Namespace, config: MatchingConfig) -> FlowParams:
     try:
         return FlowParams(commands=args.commands, seed=args.seed, markets=args.flow_markets,
                           batch_every=args.batch_every, rare=getattr(args, "rare", FlowParams.rare),
-                          config=config)
+                          depth=getattr(args, "depth", FlowParams.depth), config=config)
     except ValueError as e:
         raise UsageError(str(e)) from None
 
@@ -567,6 +567,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"share of commands on the rare paths: queries, mass cancels, duplicate "
                         f"and unknown ids, malformed commands, window moves (default "
                         f"{FlowParams.rare}; 0.2 stresses mass cancels)")
+    p.add_argument("--depth", type=int, default=FlowParams.depth, metavar="N",
+                   help=f"resting orders per market the makers aim to keep (default "
+                        f"{FlowParams.depth}); a small device needs a small depth, and a depth "
+                        f"beyond the device's orders fills its book")
     p.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
     _add_capacity(p, markets=False)
     p.set_defaults(run=cmd_gen)

@@ -66,6 +66,8 @@ class FlowParams:
         if not 1 <= self.markets <= self.config.markets:
             raise ValueError(f"markets must be between 1 and the device's {self.config.markets}, "
                              f"not {self.markets}")
+        if self.depth < 1:
+            raise ValueError(f"depth must be at least 1, not {self.depth}")
         if not 0.0 <= self.rare <= 1.0:
             raise ValueError(f"rare must be a share between 0 and 1, not {self.rare}")
         if self.batch_every < 1:

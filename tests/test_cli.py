@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,17 @@ def test_gen_is_deterministic(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(lines) == 500 and json.loads(lines[-1]) == {"op": "close_batch"}
     assert main(["gen", "--commands", "10", "--markets", "0"]) == 2
     assert "markets must be between 1" in capsys.readouterr().err
+
+
+def test_gen_sizes_a_flow_for_a_small_device_and_its_rare_share(capsys: pytest.CaptureFixture[str]) -> None:
+    small = ["--markets", "2", "--levels", "64", "--orders", "64", "--ids", "256"]
+    assert main(["gen", "--commands", "10", *small]) == 2
+    assert "2 markets x depth 150 do not fit in 64 resting orders" in capsys.readouterr().err
+    assert main(["gen", "--commands", "2000", *small, "--depth", "16", "--rare", "0.3"]) == 0
+    ops = Counter(json.loads(line)["op"] for line in capsys.readouterr().out.splitlines())
+    assert ops["mass_cancel"] > 60  # 0.3 x 0.25 of 2,000: about 150; about 5 at the default share
+    assert main(["gen", "--commands", "10", "--rare", "2"]) == 2
+    assert "rare must be a share between 0 and 1, not 2.0" in capsys.readouterr().err
 
 
 def test_demo_summarises(capsys: pytest.CaptureFixture[str]) -> None:

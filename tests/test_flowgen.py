@@ -87,6 +87,7 @@ def test_rare_sets_the_share_of_rare_commands(rare: float) -> None:
     ({"commands": -1}, "commands must be non-negative, not -1"),
     ({"commands": 1, "markets": 5}, "markets must be between 1 and the device's 4, not 5"),
     ({"commands": 1, "batch_every": 0}, "batch_every must be at least 1, not 0"),
+    ({"commands": 1, "depth": 0}, "depth must be at least 1, not 0"),
     ({"commands": 1, "rare": -0.1}, "rare must be a share between 0 and 1, not -0.1"),
     ({"commands": 1, "rare": 1.5}, "rare must be a share between 0 and 1, not 1.5"),
     ({"commands": 1, "config": MatchingConfig(levels=32)}, "window of at least 64 levels"),
