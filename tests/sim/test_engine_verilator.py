@@ -315,6 +315,16 @@ def test_default_configuration_runs_a_flow(commands: int, rare: float) -> None:
     assert (result.tests, result.failed) == (1, 0)
 
 
+def test_a_larger_configuration_runs_a_flow() -> None:
+    """Beyond the ULX3S: 8 markets x 4,096 levels a side x 32,768 orders, 2^17 ids (bitmap words
+    of 64 levels, a 131,072-clock init) builds, initialises and runs a flow on all 8 markets."""
+    config = MatchingConfig(markets=8, levels=4096, orders=32768, ids=1 << 17)
+    result = run_engine(config, "command_flow", seed=5, idle=0.1, backpressure=0.2,
+                        flow={"commands": 3_000, "seed": 5, "markets": 8, "batch_every": 500,
+                              "rare": 0.05})
+    assert (result.tests, result.failed) == (1, 0)
+
+
 def rejections(count: int) -> list[bytes]:
     """Commands every engine must reject as malformed before it touches a book, then a close batch.
 
