@@ -155,14 +155,14 @@ def command_to_json(command: Command) -> dict[str, Any]:
     """The JSON object of a command, leaving out fields at their defaults (but a limit order's
     price, which the reader requires, even at 0) and a market order's price (which it refuses)."""
     out: dict[str, Any] = {"op": OP_NAMES[type(command)]}
-    is_new = isinstance(command, NewOrder)
     is_market = isinstance(command, NewOrder) and command.type is OrderType.MARKET
     for name, (_, default) in _COMMAND_FIELDS[type(command)].items():
         value = getattr(command, name)
-        if is_new and name == "price":
-            if is_market:
-                continue
-        elif default is not _MISSING and value == default:
+        if isinstance(command, NewOrder) and name == "price":
+            leave_out = is_market  # a limit order's price is required, even at its default 0
+        else:
+            leave_out = default is not _MISSING and value == default
+        if leave_out:
             continue
         out[name] = value.name.lower() if isinstance(value, enum.Enum) else value
     return out

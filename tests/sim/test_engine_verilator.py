@@ -8,9 +8,11 @@ for bit, in order; a run ends only when nothing is missing and nothing extra cam
 - Hand-written edge cases for every rule and reason, on a small configuration in which the book
   fills up and the window's edges are a few ticks away (one cocotb test per scenario, each from
   reset).
-- Generated flows sized to that configuration, with random idle gaps and backpressure: more than
-  50,000 commands in all, one of them generated for a larger book so that ``book_full`` is common.
-- The default configuration elaborates, builds and runs a short flow.
+- Generated flows sized to that configuration, with random idle gaps and backpressure: 60,000
+  commands in all, one of them generated for a larger book so that ``book_full`` is common, one
+  with a fifth of its commands rare (mass cancels above all).
+- The default configuration elaborates, builds and runs a short flow and one rich in mass
+  cancels; a configuration beyond it (8 markets x 4,096 levels x 32,768 orders) runs a flow.
 - A wrong expectation (a corrupted, a missing or an extra event, a model of another configuration)
   fails the pytest test, with a message naming the command, the event and the differing fields.
 - ``ocee replay --backend rtl`` prints what ``--backend model`` prints, and ``ocee bench rtl``
