@@ -249,9 +249,9 @@ EDGE_CASES: dict[str, list[bytes]] = {
 
 
 def run_engine(config: MatchingConfig, testcase: str | list[str], seed: int = 1,
-               **params: Any) -> BenchResult:
+               build_args: tuple[str, ...] = (), **params: Any) -> BenchResult:
     return build_and_test(MatchingEngine(config), name=engine_name(config), test_module="cocotb_engine",
-                          python_path=[HERE], testcase=testcase, seed=seed,
+                          python_path=[HERE], testcase=testcase, seed=seed, build_args=build_args,
                           params={"config": asdict(config), **params})
 
 
@@ -321,7 +321,10 @@ def test_a_larger_configuration_runs_a_flow() -> None:
     """Beyond the ULX3S: 8 markets x 4,096 levels a side x 32,768 orders, 2^17 ids (bitmap words
     of 64 levels, a 131,072-clock init) builds, initialises and runs a flow on all 8 markets."""
     config = MatchingConfig(markets=8, levels=4096, orders=32768, ids=1 << 17)
-    result = run_engine(config, "command_flow", seed=5, idle=0.1, backpressure=0.2,
+    # A short run on a build of its own, so the C++ compiler goes unoptimised (-O0): 158 s to
+    # build and 29 s to run against 256 s and 11 s (2026-12-02, nothing else running).
+    result = run_engine(config, "command_flow", seed=5, build_args=("-CFLAGS", "-O0"), idle=0.1,
+                        backpressure=0.2,
                         flow={"commands": 3_000, "seed": 5, "markets": 8, "batch_every": 500,
                               "rare": 0.05})
     assert (result.tests, result.failed) == (1, 0)
