@@ -569,8 +569,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{FlowParams.rare}; 0.2 stresses mass cancels)")
     p.add_argument("--depth", type=int, default=FlowParams.depth, metavar="N",
                    help=f"resting orders per market the makers aim to keep (default "
-                        f"{FlowParams.depth}); a small device needs a small depth, and a depth "
-                        f"beyond the device's orders fills its book")
+                        f"{FlowParams.depth}); markets x depth x 2 must fit in --orders, so a "
+                        f"small device needs a small depth (a flow generated for more --orders "
+                        f"than the device replaying it has fills its book)")
     p.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
     _add_capacity(p, markets=False)
     p.set_defaults(run=cmd_gen)
